@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from risk.admin import RuleHistoryAdmin
+from trading.models import ExchangeRequest, Order, Position, Strategy, Symbol, TradingSwitch
+
+
+@admin.register(Symbol)
+class SymbolAdmin(RuleHistoryAdmin):
+    list_display = (
+        "name",
+        "enabled",
+        "tick_size",
+        "step_size",
+        "min_qty",
+        "min_notional",
+        "max_leverage",
+        "risk_profile",
+        "filters_synced_at",
+    )
+    list_filter = ("enabled",)
+    search_fields = ("name",)
+    fieldsets = (
+        (None, {"fields": ("name", "base_asset", "quote_asset", "enabled", "risk_profile")}),
+        ("Price", {"fields": ("tick_size", "price_precision")}),
+        (
+            "Quantity (limit and stop orders)",
+            {"fields": ("step_size", "min_qty", "max_qty", "quantity_precision")},
+        ),
+        (
+            "Quantity (market orders)",
+            {"fields": ("market_step_size", "market_min_qty", "market_max_qty")},
+        ),
+        ("Size and leverage", {"fields": ("min_notional", "max_leverage", "filters_synced_at")}),
+        ("History", {"fields": ("change_history",)}),
+    )
+
+
+@admin.register(TradingSwitch)
+class TradingSwitchAdmin(RuleHistoryAdmin):
+    list_display = ("__str__", "enabled", "reason", "changed_by", "changed_at")
+    fields = ("enabled", "reason", "changed_by", "changed_at", "change_history")
+    readonly_fields = ("changed_by", "changed_at")
+
+    def has_add_permission(self, request) -> bool:
+        return not TradingSwitch.objects.exists()
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        obj.changed_by = request.user.get_username()
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Strategy)
+class StrategyAdmin(RuleHistoryAdmin):
+    list_display = ("symbol", "agent", "interval_seconds", "candle_interval", "llm_model")
+    list_filter = ("agent",)
+    fields = (
+        "symbol",
+        "agent",
+        "interval_seconds",
+        "candle_interval",
+        "parameters",
+        "llm_model",
+        "llm_timeout_seconds",
+        "change_history",
+    )
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records written by the bot: visible, never edited by hand."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Position)
+class PositionAdmin(ReadOnlyAdmin):
+    list_display = (
+        "symbol",
+        "side",
+        "status",
+        "quantity",
+        "entry_price",
+        "leverage",
+        "take_profit_price",
+        "stop_loss_price",
+        "opened_at",
+        "close_reason",
+        "exit_price",
+        "realized_pnl",
+    )
+    list_filter = ("status", "side", "close_reason", "symbol")
+    date_hierarchy = "opened_at"
+
+
+@admin.register(Order)
+class OrderAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "symbol",
+        "purpose",
+        "side",
+        "order_type",
+        "quantity",
+        "stop_price",
+        "status",
+        "client_order_id",
+        "exchange_order_id",
+        "error_code",
+    )
+    list_filter = ("status", "purpose", "symbol")
+    search_fields = ("client_order_id", "exchange_order_id")
+
+
+@admin.register(ExchangeRequest)
+class ExchangeRequestAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "action",
+        "symbol",
+        "client_order_id",
+        "ok",
+        "error_code",
+        "latency_ms",
+    )
+    list_filter = ("ok", "action", "error_code")
+    search_fields = ("client_order_id", "symbol")

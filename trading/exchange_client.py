@@ -1,0 +1,57 @@
+"""Construct the ccxt client for Binance USDT-M futures or the paper exchange.
+
+This module and ``trading.exchange`` are the only places that import ccxt.
+"""
+
+from __future__ import annotations
+
+import ccxt
+
+# ccxt keys of the futures REST roots, with the path each one ends in.
+FUTURES_API_ROOTS = {
+    "fapiPublic": "/fapi/v1",
+    "fapiPublicV2": "/fapi/v2",
+    "fapiPublicV3": "/fapi/v3",
+    "fapiPrivate": "/fapi/v1",
+    "fapiPrivateV2": "/fapi/v2",
+    "fapiPrivateV3": "/fapi/v3",
+    "fapiData": "/futures/data",
+}
+
+
+def create_ccxt_client(
+    *,
+    api_key: str,
+    api_secret: str,
+    base_url: str | None = None,
+    demo: bool = False,
+    timeout_ms: int = 10_000,
+) -> ccxt.binanceusdm:
+    """Return a ``binanceusdm`` client; with ``base_url`` its futures API points there.
+
+    ``base_url`` is how the paper exchange is reached: ccxt itself is unmodified, only the
+    roots of the futures endpoints change, so signing, parsing and error mapping are live code.
+    """
+    client = ccxt.binanceusdm(
+        {
+            "apiKey": api_key,
+            "secret": api_secret,
+            "enableRateLimit": True,
+            "timeout": timeout_ms,
+            "options": {
+                "defaultType": "future",
+                # The spot wallet's currency list is not needed for futures and would need sapi.
+                "fetchCurrencies": False,
+                "warnOnFetchOpenOrdersWithoutSymbol": False,
+            },
+        }
+    )
+    if demo:
+        client.enable_demo_trading(True)
+    if base_url:
+        root = base_url.rstrip("/")
+        api = dict(client.urls["api"])
+        for key, path in FUTURES_API_ROOTS.items():
+            api[key] = root + path
+        client.urls["api"] = api
+    return client

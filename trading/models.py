@@ -1,0 +1,374 @@
+"""Trading data: symbols and their filters, the kill switch, strategies, orders, positions.
+
+Models hold data and the invariants of a single row; the work is done in services.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from trading.rounding import SymbolFilters
+
+PRICE = {"max_digits": 24, "decimal_places": 10}
+QUANTITY = {"max_digits": 24, "decimal_places": 10}
+MONEY = {"max_digits": 24, "decimal_places": 10}
+
+
+def _is_multiple(value: Decimal, step: Decimal) -> bool:
+    return step > 0 and value % step == 0
+
+
+class Symbol(models.Model):
+    """An exchange symbol and the filters its orders must satisfy."""
+
+    name = models.CharField(
+        max_length=32, unique=True, help_text="Exchange symbol, e.g. BTCUSDT (upper case)."
+    )
+    base_asset = models.CharField(max_length=16, help_text="Base asset, e.g. BTC.")
+    quote_asset = models.CharField(max_length=16, default="USDT", help_text="Quote asset: USDT.")
+    enabled = models.BooleanField(
+        default=False, help_text="Only enabled symbols get trade cycles and are watched."
+    )
+    tick_size = models.DecimalField(
+        **PRICE, help_text="PRICE_FILTER tickSize: every price is a multiple of it."
+    )
+    step_size = models.DecimalField(
+        **QUANTITY, help_text="LOT_SIZE stepSize: every limit or stop quantity is a multiple of it."
+    )
+    min_qty = models.DecimalField(**QUANTITY, help_text="LOT_SIZE minQty.")
+    max_qty = models.DecimalField(**QUANTITY, help_text="LOT_SIZE maxQty.")
+    market_step_size = models.DecimalField(
+        **QUANTITY, help_text="MARKET_LOT_SIZE stepSize: market order quantities step."
+    )
+    market_min_qty = models.DecimalField(**QUANTITY, help_text="MARKET_LOT_SIZE minQty.")
+    market_max_qty = models.DecimalField(**QUANTITY, help_text="MARKET_LOT_SIZE maxQty.")
+    min_notional = models.DecimalField(
+        **MONEY,
+        help_text="MIN_NOTIONAL notional: price x quantity of a new order must reach it "
+        "(reduce-only and close-position orders are exempt).",
+    )
+    price_precision = models.PositiveSmallIntegerField(
+        help_text="pricePrecision: the most decimals a price may carry (not the tick)."
+    )
+    quantity_precision = models.PositiveSmallIntegerField(
+        help_text="quantityPrecision: the most decimals a quantity may carry (not the step)."
+    )
+    max_leverage = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1)],
+        help_text="Highest leverage in the symbol's first leverage bracket.",
+    )
+    filters_synced_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the filters were last read from the exchange."
+    )
+    risk_profile = models.ForeignKey(
+        "risk.RiskProfile",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="symbols",
+        help_text="Overrides the active risk profile for this symbol; empty = the active one.",
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def filters(self) -> SymbolFilters:
+        """The filters every order of this symbol must satisfy, for the rounding module."""
+        return SymbolFilters(
+            symbol=self.name,
+            tick_size=self.tick_size,
+            step_size=self.step_size,
+            min_qty=self.min_qty,
+            max_qty=self.max_qty,
+            market_step_size=self.market_step_size,
+            market_min_qty=self.market_min_qty,
+            market_max_qty=self.market_max_qty,
+            min_notional=self.min_notional,
+            price_precision=self.price_precision,
+            quantity_precision=self.quantity_precision,
+        )
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.name and self.name != self.name.upper():
+            errors["name"] = "Symbols are upper case, e.g. BTCUSDT."
+        for field in ("tick_size", "step_size", "market_step_size"):
+            value = getattr(self, field)
+            if value is not None and value <= 0:
+                errors[field] = "Must be positive."
+        for field in ("min_qty", "max_qty", "market_min_qty", "market_max_qty"):
+            value = getattr(self, field)
+            if value is not None and value <= 0:
+                errors[field] = "Must be positive."
+        if self.min_notional is not None and self.min_notional < 0:
+            errors["min_notional"] = "Must not be negative."
+        if "step_size" not in errors and self.step_size and self.min_qty:
+            if not _is_multiple(self.min_qty, self.step_size):
+                errors["min_qty"] = (
+                    f"minQty {self.min_qty} is not a multiple of stepSize {self.step_size}."
+                )
+        if self.min_qty and self.max_qty and self.min_qty > self.max_qty:
+            errors["max_qty"] = "maxQty must not be below minQty."
+        if "market_step_size" not in errors and self.market_step_size and self.market_min_qty:
+            if not _is_multiple(self.market_min_qty, self.market_step_size):
+                errors["market_min_qty"] = (
+                    f"market minQty {self.market_min_qty} is not a multiple of "
+                    f"market stepSize {self.market_step_size}."
+                )
+        if (
+            self.market_min_qty
+            and self.market_max_qty
+            and self.market_min_qty > self.market_max_qty
+        ):
+            errors["market_max_qty"] = "Market maxQty must not be below market minQty."
+        if self.quote_asset and self.base_asset and self.name:
+            if self.name != f"{self.base_asset}{self.quote_asset}":
+                errors["name"] = (
+                    f"Expected {self.base_asset}{self.quote_asset} from base and quote."
+                )
+        if self.max_leverage and self.risk_profile_id and "max_leverage" not in errors:
+            if self.risk_profile.leverage > self.max_leverage:
+                errors["risk_profile"] = (
+                    f"Profile {self.risk_profile.name} uses {self.risk_profile.leverage}x, "
+                    f"above this symbol's maximum of {self.max_leverage}x."
+                )
+        if errors:
+            raise ValidationError(errors)
+
+
+class TradingSwitch(models.Model):
+    """The single kill switch. Off means no new entries; exits and cancels still go through."""
+
+    enabled = models.BooleanField(
+        default=True, help_text="Off stops every new entry at once; closes and stops still work."
+    )
+    reason = models.CharField(max_length=255, blank=True, help_text="Why it was last changed.")
+    changed_by = models.CharField(max_length=150, blank=True, help_text="Who changed it last.")
+    changed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "trading switch"
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="single_trading_switch")]
+
+    def __str__(self) -> str:
+        return "Trading ENABLED" if self.enabled else f"Trading HALTED ({self.reason})"
+
+    @classmethod
+    def load(cls) -> TradingSwitch:
+        switch, _ = cls.objects.get_or_create(id=1)
+        return switch
+
+
+class Strategy(models.Model):
+    """Which signal agent decides for a symbol, with what parameters and how often."""
+
+    class Agent(models.TextChoices):
+        RULE_BASED = "rule", "Rule-based (EMA crossover + RSI filter)"
+        LLM = "llm", "LLM (OpenAI-compatible chat completions)"
+        MANUAL = "manual", "Manual (signals entered in the admin)"
+
+    symbol = models.OneToOneField(Symbol, on_delete=models.CASCADE, related_name="strategy")
+    agent = models.CharField(
+        max_length=16, choices=Agent.choices, default=Agent.RULE_BASED, help_text="Signal source."
+    )
+    interval_seconds = models.PositiveIntegerField(
+        default=300,
+        validators=[MinValueValidator(10)],
+        help_text="Seconds between two trade cycles of this symbol (at least 10).",
+    )
+    candle_interval = models.CharField(
+        max_length=8, default="1m", help_text="Candle interval the agent reads, e.g. 1m, 5m."
+    )
+    parameters = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Agent parameters, e.g. {"ema_fast": 9, "ema_slow": 21, "rsi_period": 14, '
+        '"rsi_overbought": 70, "rsi_oversold": 30}.',
+    )
+    llm_model = models.CharField(max_length=100, blank=True, help_text="LLM model name.")
+    llm_timeout_seconds = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1)], help_text="LLM request timeout."
+    )
+
+    class Meta:
+        verbose_name_plural = "strategies"
+
+    def __str__(self) -> str:
+        return f"{self.symbol} · {self.get_agent_display()} every {self.interval_seconds}s"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if not isinstance(self.parameters, dict):
+            errors["parameters"] = "Parameters must be a JSON object."
+        else:
+            for key, value in self.parameters.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                    errors["parameters"] = f"Parameter {key!r} must be a number or text."
+            fast, slow = self.parameters.get("ema_fast"), self.parameters.get("ema_slow")
+            if isinstance(fast, int) and isinstance(slow, int) and fast >= slow:
+                errors["parameters"] = "ema_fast must be shorter than ema_slow."
+        if self.agent == self.Agent.LLM and not self.llm_model:
+            errors["llm_model"] = "An LLM strategy needs a model name."
+        if self.candle_interval not in {"1m", "3m", "5m", "15m", "30m", "1h", "4h"}:
+            errors["candle_interval"] = "Use one of 1m, 3m, 5m, 15m, 30m, 1h, 4h."
+        if errors:
+            raise ValidationError(errors)
+
+
+class Position(models.Model):
+    """A position of this bot in one symbol. At most one open position per symbol."""
+
+    class Side(models.TextChoices):
+        LONG = "LONG"
+        SHORT = "SHORT"
+
+    class Status(models.TextChoices):
+        OPENING = "OPENING", "Opening (entry intent stored)"
+        OPEN = "OPEN"
+        CLOSING = "CLOSING", "Closing (close sent, not yet confirmed flat)"
+        CLOSED = "CLOSED"
+        FAILED = "FAILED", "Failed (entry never filled)"
+
+    class CloseReason(models.TextChoices):
+        TAKE_PROFIT = "TP"
+        STOP_LOSS = "SL"
+        MANUAL = "MANUAL"
+        EMERGENCY = "EMERGENCY"
+        RISK = "RISK"
+        LIQUIDATION = "LIQUIDATION"
+        SIGNAL = "SIGNAL"
+
+    OPEN_STATUSES = (Status.OPENING, Status.OPEN, Status.CLOSING)
+
+    symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="positions")
+    side = models.CharField(max_length=5, choices=Side.choices)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPENING)
+    quantity = models.DecimalField(**QUANTITY, default=Decimal("0"))
+    entry_price = models.DecimalField(**PRICE, null=True, blank=True)
+    leverage = models.PositiveSmallIntegerField()
+    margin_type = models.CharField(max_length=8)
+    take_profit_price = models.DecimalField(**PRICE, null=True, blank=True)
+    stop_loss_price = models.DecimalField(**PRICE, null=True, blank=True)
+    opened_reason = models.CharField(max_length=255, blank=True)
+    opened_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_reason = models.CharField(
+        max_length=12, choices=CloseReason.choices, blank=True, default=""
+    )
+    exit_price = models.DecimalField(**PRICE, null=True, blank=True)
+    realized_pnl = models.DecimalField(**MONEY, null=True, blank=True)
+    fees = models.DecimalField(**MONEY, default=Decimal("0"))
+    adopted = models.BooleanField(
+        default=False, help_text="Found on the exchange without a record here and adopted."
+    )
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["symbol"],
+                condition=Q(status__in=["OPENING", "OPEN", "CLOSING"]),
+                name="one_open_position_per_symbol",
+            ),
+            models.CheckConstraint(condition=Q(quantity__gte=0), name="position_quantity_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity} {self.symbol} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES
+
+
+class Order(models.Model):
+    """An order of this bot, stored as an intent before it is sent to the exchange."""
+
+    class Purpose(models.TextChoices):
+        ENTRY = "ENTRY"
+        STOP_LOSS = "SL", "Stop-loss"
+        TAKE_PROFIT = "TP", "Take-profit"
+        CLOSE = "CLOSE"
+
+    class Status(models.TextChoices):
+        INTENT = "INTENT", "Intent (stored, not yet sent)"
+        SENT = "SENT", "Sent (no answer yet)"
+        OPEN = "OPEN", "Open on the exchange"
+        FILLED = "FILLED"
+        TRIGGERED = "TRIGGERED", "Triggered (conditional order fired)"
+        CANCELED = "CANCELED"
+        EXPIRED = "EXPIRED"
+        REJECTED = "REJECTED"
+        UNKNOWN = "UNKNOWN", "Unknown (answer lost; look up by client id)"
+
+    ACTIVE_STATUSES = (Status.INTENT, Status.SENT, Status.OPEN, Status.UNKNOWN)
+
+    symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="orders")
+    position = models.ForeignKey(
+        Position, null=True, blank=True, on_delete=models.PROTECT, related_name="orders"
+    )
+    purpose = models.CharField(max_length=8, choices=Purpose.choices)
+    side = models.CharField(max_length=4, choices=[("BUY", "BUY"), ("SELL", "SELL")])
+    order_type = models.CharField(max_length=24)
+    quantity = models.DecimalField(**QUANTITY, null=True, blank=True)
+    stop_price = models.DecimalField(**PRICE, null=True, blank=True)
+    reduce_only = models.BooleanField(default=False)
+    close_position = models.BooleanField(default=False)
+    is_conditional = models.BooleanField(default=False, help_text="Sent as a Binance algo order.")
+    client_order_id = models.CharField(max_length=36, unique=True)
+    exchange_order_id = models.CharField(max_length=40, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.INTENT)
+    filled_quantity = models.DecimalField(**QUANTITY, default=Decimal("0"))
+    average_price = models.DecimalField(**PRICE, null=True, blank=True)
+    error_code = models.IntegerField(null=True, blank=True)
+    error_message = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["symbol", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} {self.side} {self.symbol} {self.client_order_id} ({self.status})"
+
+
+class ExchangeRequest(models.Model):
+    """One request to the exchange: what, for which symbol and order, how long, what came back."""
+
+    action = models.CharField(max_length=64)
+    symbol = models.CharField(max_length=32, blank=True)
+    client_order_id = models.CharField(max_length=36, blank=True)
+    latency_ms = models.PositiveIntegerField()
+    ok = models.BooleanField()
+    error_code = models.IntegerField(null=True, blank=True)
+    error_message = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        outcome = "ok" if self.ok else f"error {self.error_code}"
+        return f"{self.action} {self.symbol} {outcome} {self.latency_ms}ms"
+
+
+class SymbolLock(models.Model):
+    """A lease on a symbol held by one worker, claimed with a conditional update."""
+
+    symbol = models.OneToOneField(Symbol, on_delete=models.CASCADE, related_name="lock")
+    owner = models.CharField(max_length=64, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"lock {self.symbol} ({self.owner or 'free'})"
