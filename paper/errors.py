@@ -38,6 +38,7 @@ ERRORS: dict[int, tuple[int, str]] = {
     -2019: (400, "Margin is insufficient."),
     -2021: (400, "Order would immediately trigger."),
     -2022: (400, "ReduceOnly Order is rejected."),
+    -2025: (400, "Reach max open order limit."),
     -2027: (400, "Exceeded the maximum allowable position at current leverage."),
     -4003: (400, "Quantity less than or equal to zero."),
     -4004: (400, "Quantity less than min quantity."),
