@@ -91,6 +91,12 @@ class RiskProfile(models.Model):
     def __str__(self) -> str:
         return f"{self.name}{' (active)' if self.is_active else ''}"
 
+    def validate_constraints(self, exclude: set[str] | None = None) -> None:
+        # Activating a profile is allowed: ``rule_save`` deactivates the others in the same
+        # transaction, and the database constraint still guards every other writer.
+        exclude = set(exclude or ()) | {"is_active"}
+        super().validate_constraints(exclude=exclude)
+
     def clean(self) -> None:
         errors: dict[str, str] = {}
         if self.risk_pct is not None and not (Decimal("0") < self.risk_pct <= Decimal("100")):

@@ -19,6 +19,11 @@ QUANTITY = {"max_digits": 24, "decimal_places": 10}
 MONEY = {"max_digits": 24, "decimal_places": 10}
 
 
+def _plain(value: Decimal) -> str:
+    """A decimal as a trader writes it: 0.001, not 0.0010000000."""
+    return f"{value.normalize():f}"
+
+
 def _is_multiple(value: Decimal, step: Decimal) -> bool:
     return step > 0 and value % step == 0
 
@@ -114,15 +119,16 @@ class Symbol(models.Model):
         if "step_size" not in errors and self.step_size and self.min_qty:
             if not _is_multiple(self.min_qty, self.step_size):
                 errors["min_qty"] = (
-                    f"minQty {self.min_qty} is not a multiple of stepSize {self.step_size}."
+                    f"minQty {_plain(self.min_qty)} is not a multiple of "
+                    f"stepSize {_plain(self.step_size)}."
                 )
         if self.min_qty and self.max_qty and self.min_qty > self.max_qty:
             errors["max_qty"] = "maxQty must not be below minQty."
         if "market_step_size" not in errors and self.market_step_size and self.market_min_qty:
             if not _is_multiple(self.market_min_qty, self.market_step_size):
                 errors["market_min_qty"] = (
-                    f"market minQty {self.market_min_qty} is not a multiple of "
-                    f"market stepSize {self.market_step_size}."
+                    f"market minQty {_plain(self.market_min_qty)} is not a multiple of "
+                    f"market stepSize {_plain(self.market_step_size)}."
                 )
         if (
             self.market_min_qty
@@ -130,7 +136,7 @@ class Symbol(models.Model):
             and self.market_min_qty > self.market_max_qty
         ):
             errors["market_max_qty"] = "Market maxQty must not be below market minQty."
-        if self.quote_asset and self.base_asset and self.name:
+        if self.quote_asset and self.base_asset and self.name and "name" not in errors:
             if self.name != f"{self.base_asset}{self.quote_asset}":
                 errors["name"] = (
                     f"Expected {self.base_asset}{self.quote_asset} from base and quote."

@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "risk",
     "monitoring",
     "signals",
+    "dashboard",
     "paper",
 ]
 

@@ -1,0 +1,91 @@
+"""The control API under ``/paper/v1/``: JSON in and out, no signature, loopback only.
+
+=======  ======================  ==============================================================
+Method   Path                    Body / answer
+=======  ======================  ==============================================================
+POST     /paper/v1/price         ``{"symbol": "BTCUSDT", "price": "100000"}``: last and mark
+                                 price jump there and the matching engine runs
+POST     /paper/v1/balance       ``{"asset": "USDT", "amount": "1833.33"}``: wallet balance
+POST     /paper/v1/reset         everything back to start: orders, positions, balance, prices,
+                                 counters, faults, limits
+GET      /paper/v1/stats         ``{"requests": {"GET /fapi/v1/openOrders": n}, "weight_1m": n,
+                                 "orders_accepted": n, "rejections": {"-1111": n}}``
+POST     /paper/v1/faults        one fault spec (see :mod:`paper.faults`)
+DELETE   /paper/v1/faults        clear every fault; hidden algo orders become visible
+GET      /paper/v1/faults        the pending faults
+POST     /paper/v1/config        ``{"weight_limit_1m": n, "orders_10s": n, "orders_1m": n,
+                                 "ban_after": n, "ban_seconds": n, "slippage": "0.001"}``
+GET      /paper/v1/positions     non-flat positions (positionRisk v2 rows)
+GET      /paper/v1/open_orders   ``{"orders": [...], "algo_orders": [...]}``, hidden ones too
+=======  ======================  ==============================================================
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from paper.symbols import symbols
+
+if TYPE_CHECKING:
+    from paper.server import PaperApp
+
+
+def handle_control(app: PaperApp, method: str, path: str, data: dict[str, Any]) -> tuple[int, Any]:
+    """Answer one control request with ``(http status, JSON body)``."""
+    engine = app.engine
+    name = path.removeprefix("/paper/v1/").strip("/")
+    if (method, name) == ("POST", "price"):
+        symbol = str(data["symbol"])
+        if symbol not in symbols():
+            return 400, {"error": f"unknown symbol {symbol}"}
+        price = Decimal(str(data["price"]))
+        if price <= 0:
+            return 400, {"error": "price must be positive"}
+        engine.set_price(symbol, price)
+        app.on_mutation()
+        return 200, {"symbol": symbol, "price": str(price)}
+    if (method, name) == ("POST", "balance"):
+        engine.set_balance(str(data.get("asset", "USDT")), Decimal(str(data["amount"])))
+        app.on_mutation()
+        return 200, {"asset": data.get("asset", "USDT"), "amount": str(data["amount"])}
+    if (method, name) == ("POST", "reset"):
+        engine.reset()
+        app.reset_counters()
+        app.limits.__init__()  # type: ignore[misc]
+        engine.slippage = Decimal(0)
+        app.on_mutation()
+        return 200, {"reset": True}
+    if (method, name) == ("GET", "stats"):
+        return 200, app.snapshot_stats()
+    if (method, name) == ("POST", "faults"):
+        if data.get("kind") == "algo_hidden":
+            engine.algo_visibility_delay_ms = int(float(data.get("seconds", 30)) * 1000)
+            return 200, {"added": data}
+        app.faults.add(dict(data))
+        return 200, {"added": data}
+    if (method, name) == ("DELETE", "faults"):
+        app.faults.clear()
+        engine.reveal_algos()
+        return 200, {"cleared": True}
+    if (method, name) == ("GET", "faults"):
+        return 200, {"faults": app.faults.pending()}
+    if (method, name) == ("POST", "config"):
+        for key, attr in (
+            ("weight_limit_1m", "weight_1m"),
+            ("orders_10s", "orders_10s"),
+            ("orders_1m", "orders_1m"),
+            ("ban_after", "ban_after"),
+            ("ban_seconds", "ban_seconds"),
+        ):
+            if key in data:
+                setattr(app.limits, attr, int(data[key]))
+        if "slippage" in data:
+            engine.slippage = Decimal(str(data["slippage"]))
+        return 200, {"config": data}
+    if (method, name) == ("GET", "positions"):
+        return 200, engine.debug_positions()
+    if (method, name) == ("GET", "open_orders"):
+        return 200, engine.debug_open_orders()
+    return 404, {"error": f"no control endpoint {method} {path}"}
+

@@ -1,0 +1,1116 @@
+"""The exchange itself: one account's balances, orders, algo orders, positions and matching.
+
+Everything runs under one re-entrant lock, so a request sees and leaves a consistent state. Prices
+come from a feed (or the control API) through :meth:`Engine.set_price` (a jump: triggered orders
+fill at the new price) or :meth:`Engine.move_price` (a continuous move: a stop inside the move fills
+at its trigger price). Requests arrive as :class:`~paper.params.Params` and leave as Binance JSON.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from paper import rules
+from paper.errors import BinanceError, reject
+from paper.params import Params
+from paper.records import (
+    ZERO,
+    AlgoOrder,
+    Order,
+    Position,
+    SymbolSettings,
+    Trade,
+    dump,
+    load,
+    money,
+)
+from paper.symbols import DEFAULT_PRICES, Symbol, round_to_tick, symbols
+
+TAKER_FEE = Decimal("0.0005")
+MAKER_FEE = Decimal("0.0002")
+DEFAULT_BALANCE = Decimal("10000")
+CONDITIONAL_TYPES = (
+    "STOP",
+    "STOP_MARKET",
+    "TAKE_PROFIT",
+    "TAKE_PROFIT_MARKET",
+    "TRAILING_STOP_MARKET",
+)
+TIME_IN_FORCE = ("GTC", "IOC", "FOK", "GTX", "GTD")
+# Algo ids live far above order ids, as on Binance, so one can never be mistaken for the other.
+FIRST_ALGO_ID = 1_000_000_000_000
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Engine:
+    """The simulated exchange for a single account (one API key pair)."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], int] = wall_ms,
+        prices: dict[str, Decimal] | None = None,
+        slippage: Decimal = ZERO,
+    ) -> None:
+        self.lock = threading.RLock()
+        self.clock = clock
+        self.slippage = slippage
+        self.start_prices = {**DEFAULT_PRICES, **(prices or {})}
+        self.listeners: list[Callable[[str, Decimal], None]] = []
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Forget every order, position and trade; restore start prices and balance."""
+        with self.lock:
+            self.wallet: dict[str, Decimal] = {"USDT": DEFAULT_BALANCE}
+            self.last: dict[str, Decimal] = {}
+            self.mark: dict[str, Decimal] = {}
+            for name, price in self.start_prices.items():
+                if name in symbols():
+                    self.last[name] = self.mark[name] = price
+            self.positions: dict[str, Position] = {n: Position(symbol=n) for n in symbols()}
+            self.settings: dict[str, SymbolSettings] = {n: SymbolSettings() for n in symbols()}
+            self.orders: dict[int, Order] = {}
+            self.algos: dict[int, AlgoOrder] = {}
+            self.trades: list[Trade] = []
+            self.order_ids = itertools.count(1)
+            self.algo_ids = itertools.count(FIRST_ALGO_ID)
+            self.trade_ids = itertools.count(1)
+            self.orders_accepted = 0
+            self.algo_visibility_delay_ms = 0
+            self.update_time = 0
+
+    def to_state(self) -> dict[str, Any]:
+        """Return everything a restart must keep, JSON-serialisable."""
+        with self.lock:
+            return {
+                "wallet": {k: str(v) for k, v in self.wallet.items()},
+                "last": {k: str(v) for k, v in self.last.items()},
+                "mark": {k: str(v) for k, v in self.mark.items()},
+                "positions": [dump(p) for p in self.positions.values()],
+                "settings": {k: dump(v) for k, v in self.settings.items()},
+                "orders": [dump(o) for o in self.orders.values()],
+                "algos": [dump(a) for a in self.algos.values()],
+                "trades": [dump(t) for t in self.trades],
+                "orders_accepted": self.orders_accepted,
+            }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`to_state` wrote."""
+        with self.lock:
+            self.reset()
+            self.wallet = {k: Decimal(v) for k, v in state["wallet"].items()}
+            self.last.update({k: Decimal(v) for k, v in state["last"].items()})
+            self.mark.update({k: Decimal(v) for k, v in state["mark"].items()})
+            for p in state["positions"]:
+                self.positions[p["symbol"]] = load(Position, p)
+            for name, s in state["settings"].items():
+                self.settings[name] = load(SymbolSettings, s)
+            self.orders = {o["order_id"]: load(Order, o) for o in state["orders"]}
+            self.algos = {a["algo_id"]: load(AlgoOrder, a) for a in state["algos"]}
+            self.trades = [load(Trade, t) for t in state["trades"]]
+            self.order_ids = itertools.count(max(self.orders, default=0) + 1)
+            self.algo_ids = itertools.count(max(self.algos, default=FIRST_ALGO_ID - 1) + 1)
+            self.trade_ids = itertools.count(max((t.trade_id for t in self.trades), default=0) + 1)
+            self.orders_accepted = int(state.get("orders_accepted", 0))
+
+    def now(self) -> int:
+        return self.clock()
+
+    # ------------------------------------------------------------------ control
+    def set_balance(self, asset: str, amount: Decimal) -> None:
+        with self.lock:
+            self.wallet[asset] = amount
+            self._check_liquidations()
+
+    def set_price(self, symbol: str, price: Decimal) -> None:
+        """Jump last and mark price to ``price`` and match; triggered stops fill at ``price``."""
+        self._move(symbol, price, continuous=False)
+
+    def move_price(self, symbol: str, price: Decimal) -> None:
+        """Move continuously to ``price``; a stop passed on the way fills at its trigger."""
+        self._move(symbol, price, continuous=True)
+
+    def _move(self, symbol: str, price: Decimal, *, continuous: bool) -> None:
+        sym = self._sym(symbol)
+        with self.lock:
+            start = self.last.get(symbol, price)
+            self.last[symbol] = self.mark[symbol] = price
+            self._match(sym, start, price, continuous=continuous)
+            self._check_liquidations()
+        for listener in self.listeners:
+            listener(symbol, price)
+
+    # ------------------------------------------------------------------ helpers
+    def _sym(self, name: str) -> Symbol:
+        sym = symbols().get(name)
+        if sym is None:
+            raise reject(-1121)
+        return sym
+
+    def _price_of(self, symbol: str, working_type: str = "CONTRACT_PRICE") -> Decimal:
+        return self.mark[symbol] if working_type == "MARK_PRICE" else self.last[symbol]
+
+    def _fill_price(self, sym: Symbol, side: str, price: Decimal) -> Decimal:
+        """Apply the configured slippage to a taker fill, staying on the tick."""
+        if not self.slippage:
+            return price
+        factor = 1 + self.slippage if side == "BUY" else 1 - self.slippage
+        return round_to_tick(price * factor, sym.tick)
+
+    @property
+    def usdt(self) -> Decimal:
+        return self.wallet.get("USDT", ZERO)
+
+    def _unrealized(self, pos: Position) -> Decimal:
+        if not pos.amount:
+            return ZERO
+        return (self.mark[pos.symbol] - pos.entry_price) * pos.amount
+
+    def _notional(self, pos: Position) -> Decimal:
+        return pos.amount * self.mark[pos.symbol]
+
+    def _maint_margin(self, pos: Position) -> Decimal:
+        if not pos.amount:
+            return ZERO
+        notional = abs(self._notional(pos))
+        bracket = symbols()[pos.symbol].bracket_for(notional)
+        return max(ZERO, notional * bracket.maint_ratio - bracket.cum)
+
+    def _initial_margin(self, pos: Position) -> Decimal:
+        return abs(self._notional(pos)) / self.settings[pos.symbol].leverage
+
+    def _is_isolated(self, symbol: str) -> bool:
+        return self.settings[symbol].margin_type == "isolated"
+
+    def _open_orders_margin(self, symbol: str | None = None) -> Decimal:
+        total = ZERO
+        for order in self.orders.values():
+            if order.is_open and (symbol is None or order.symbol == symbol):
+                remaining = order.orig_qty - order.executed_qty
+                total += remaining * order.price / self.settings[order.symbol].leverage
+        return total
+
+    def _cross_wallet(self) -> Decimal:
+        return self.usdt - sum((p.isolated_wallet for p in self.positions.values()), ZERO)
+
+    def _cross_positions(self) -> list[Position]:
+        return [p for p in self.positions.values() if p.amount and not self._is_isolated(p.symbol)]
+
+    def available_balance(self) -> Decimal:
+        """Wallet plus cross unrealized PnL, less cross margin and open-order margin."""
+        cross = self._cross_positions()
+        value = (
+            self._cross_wallet()
+            + sum((self._unrealized(p) for p in cross), ZERO)
+            - sum((self._initial_margin(p) for p in cross), ZERO)
+            - self._open_orders_margin()
+        )
+        return max(ZERO, value)
+
+    def _increasing_qty(self, symbol: str, side: str, qty: Decimal) -> Decimal:
+        amount = self.positions[symbol].amount
+        if amount == 0 or (amount > 0) == (side == "BUY"):
+            return qty
+        return max(ZERO, qty - abs(amount))
+
+    def _check_margin(self, sym: Symbol, side: str, qty: Decimal, price: Decimal) -> None:
+        increase = self._increasing_qty(sym.name, side, qty)
+        if not increase:
+            return
+        leverage = self.settings[sym.name].leverage
+        required = increase * price / leverage + increase * price * TAKER_FEE
+        if required > self.available_balance():
+            raise reject(-2019)
+        amount = abs(self.positions[sym.name].amount) + increase
+        allowed = [b for b in sym.brackets if amount * price <= b.cap]
+        if not allowed or leverage > allowed[0].max_leverage:
+            raise reject(-2027)
+
+    def _check_reduce_only(self, symbol: str, side: str, qty: Decimal) -> None:
+        amount = self.positions[symbol].amount
+        closes = amount != 0 and (amount > 0) == (side == "SELL")
+        if not closes or qty > abs(amount):
+            raise reject(-2022)
+
+    def _client_id_in_use(self, client_id: str) -> bool:
+        return any(o.is_open and o.client_order_id == client_id for o in self.orders.values()) or any(
+            a.is_open and a.client_algo_id == client_id for a in self.algos.values()
+        )
+
+    # ------------------------------------------------------------------ orders
+    def place_order(self, p: Params) -> dict[str, Any]:
+        """``POST /fapi/v1/order``: LIMIT or MARKET; conditional types belong to algoOrder."""
+        with self.lock:
+            order = self._place_order(p)
+            self.orders_accepted += 1
+            sym = symbols()[order.symbol]
+            if p.text("newOrderRespType", "ACK") == "ACK" and order.type == "MARKET":
+                # ACK answers before the fill is known: the order as it was accepted.
+                body = order.to_binance(sym, with_time=False)
+                body.update(
+                    status="NEW",
+                    executedQty=sym.fmt_qty(ZERO),
+                    cumQty=sym.fmt_qty(ZERO),
+                    cumQuote="0.00000",
+                    avgPrice=sym.fmt_price(ZERO),
+                )
+                return body
+            return order.to_binance(sym, with_time=False)
+
+    def _place_order(self, p: Params) -> Order:
+        sym = p.symbol()
+        assert sym is not None
+        side = p.required("side")
+        order_type = p.required("type")
+        if side not in ("BUY", "SELL"):
+            raise reject(-1117)
+        if order_type in CONDITIONAL_TYPES:
+            raise reject(-4120)
+        if order_type not in ("LIMIT", "MARKET"):
+            raise reject(-1116)
+        position_side = p.text("positionSide", "BOTH")
+        if position_side != "BOTH":
+            raise reject(-4061)
+        client_id = p.client_id("newClientOrderId") or f"paper-{self.now()}-{next(self.order_ids)}"
+        reduce_only = p.boolean("reduceOnly")
+        if p.boolean("closePosition"):
+            raise reject(-4136, order_type, "true")
+        qty = p.decimal("quantity", required=True)
+        assert qty is not None
+        price = ZERO
+        tif = "GTC"
+        if order_type == "LIMIT":
+            tif = p.required("timeInForce")
+            if tif not in TIME_IN_FORCE:
+                raise reject(-1115)
+            price_in = p.decimal("price", required=True)
+            assert price_in is not None
+            rules.check_price(sym, price_in)
+            price = price_in
+        elif "price" in p:
+            raise reject(-1106, "price")
+        rules.check_quantity(sym, qty, market=order_type == "MARKET")
+        if self._client_id_in_use(client_id):
+            raise reject(-4116)
+        current = self.last[sym.name]
+        notional_price = price if order_type == "LIMIT" else current
+        rules.check_notional(sym, qty, notional_price, exempt=reduce_only)
+        if order_type == "LIMIT":
+            rules.check_percent_price(sym, price, self.mark[sym.name])
+        open_count = sum(1 for o in self.orders.values() if o.is_open and o.symbol == sym.name)
+        if order_type == "LIMIT" and open_count >= sym.max_orders:
+            raise reject(-2025)
+        if reduce_only:
+            self._check_reduce_only(sym.name, side, qty)
+        crosses = order_type == "MARKET" or (
+            price >= current if side == "BUY" else price <= current
+        )
+        if order_type == "LIMIT" and tif == "GTX" and crosses:
+            raise reject(-5022)
+        self._check_margin(sym, side, qty, current if crosses else price)
+        now = self.now()
+        order = Order(
+            order_id=next(self.order_ids),
+            client_order_id=client_id,
+            symbol=sym.name,
+            side=side,
+            type=order_type,
+            time_in_force=tif,
+            orig_qty=qty,
+            price=price,
+            reduce_only=reduce_only,
+            close_position=False,
+            time=now,
+            update_time=now,
+        )
+        self.orders[order.order_id] = order
+        if crosses:
+            self._fill(order, qty, self._fill_price(sym, side, current), maker=False)
+        elif tif in ("IOC", "FOK"):
+            order.status = "EXPIRED"
+        return order
+
+    def place_batch(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``POST /fapi/v1/batchOrders``: each order succeeds or fails on its own."""
+        if not 1 <= len(batch) <= 5:
+            raise reject(-4082)
+        results: list[dict[str, Any]] = []
+        for item in batch:
+            if not isinstance(item, dict):
+                raise reject(-1130, "batchOrders")
+            values = {k: _json_param(v) for k, v in item.items()}
+            values.setdefault("newOrderRespType", "ACK")
+            try:
+                results.append(self.place_order(Params(values)))
+            except BinanceError as e:
+                results.append(e.body())
+        return results
+
+    def _find_order(self, p: Params, *, missing_code: int) -> Order:
+        sym = p.symbol()
+        assert sym is not None
+        order_id = p.integer("orderId")
+        client_id = p.text("origClientOrderId")
+        if order_id is None and client_id is None:
+            raise BinanceError(
+                -1102,
+                "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",
+            )
+        if order_id is not None:
+            order = self.orders.get(order_id)
+            if order is None or order.symbol != sym.name:
+                raise reject(missing_code)
+            return order
+        matches = [
+            o for o in self.orders.values() if o.client_order_id == client_id and o.symbol == sym.name
+        ]
+        if not matches:
+            raise reject(missing_code)
+        # The open one wins; otherwise the latest with that id.
+        return max(matches, key=lambda o: (o.is_open, o.order_id))
+
+    def get_order(self, p: Params) -> dict[str, Any]:
+        with self.lock:
+            order = self._find_order(p, missing_code=-2013)
+            return order.to_binance(symbols()[order.symbol])
+
+    def cancel_order(self, p: Params) -> dict[str, Any]:
+        with self.lock:
+            order = self._find_order(p, missing_code=-2011)
+            if not order.is_open:
+                raise reject(-2011)
+            order.status = "CANCELED"
+            order.update_time = self.now()
+            return order.to_binance(symbols()[order.symbol], with_time=False)
+
+    def cancel_all(self, p: Params) -> dict[str, Any]:
+        with self.lock:
+            sym = p.symbol()
+            assert sym is not None
+            now = self.now()
+            for order in self.orders.values():
+                if order.is_open and order.symbol == sym.name:
+                    order.status = "CANCELED"
+                    order.update_time = now
+            return {"code": 200, "msg": "The operation of cancel all open order is done."}
+
+    def open_orders(self, p: Params) -> list[dict[str, Any]]:
+        with self.lock:
+            sym = p.symbol(required=False)
+            return [
+                o.to_binance(symbols()[o.symbol])
+                for o in self.orders.values()
+                if o.is_open and (sym is None or o.symbol == sym.name)
+            ]
+
+    def all_orders(self, p: Params) -> list[dict[str, Any]]:
+        with self.lock:
+            sym = p.symbol()
+            assert sym is not None
+            limit = min(p.integer("limit", 500) or 500, 1000)
+            start = p.integer("orderId", 0) or 0
+            rows = [o for o in self.orders.values() if o.symbol == sym.name and o.order_id >= start]
+            return [o.to_binance(sym) for o in rows[-limit:]]
+
+    # ------------------------------------------------------------------ algo orders
+    def place_algo(self, p: Params) -> dict[str, Any]:
+        """``POST /fapi/v1/algoOrder`` with algoType CONDITIONAL."""
+        with self.lock:
+            algo = self._place_algo(p)
+            self.orders_accepted += 1
+            return algo.to_binance(symbols()[algo.symbol])
+
+    def _place_algo(self, p: Params) -> AlgoOrder:
+        algo_type = p.required("algoType")
+        if algo_type != "CONDITIONAL":
+            raise reject(-1130, "algoType")
+        sym = p.symbol()
+        assert sym is not None
+        side = p.required("side")
+        order_type = p.required("type")
+        if side not in ("BUY", "SELL"):
+            raise reject(-1117)
+        if order_type not in CONDITIONAL_TYPES:
+            raise reject(-1116)
+        if p.text("positionSide", "BOTH") != "BOTH":
+            raise reject(-4061)
+        client_id = p.client_id("clientAlgoId") or f"paper-algo-{self.now()}"
+        close_position = p.boolean("closePosition")
+        reduce_only = p.boolean("reduceOnly")
+        working_type = p.text("workingType", "CONTRACT_PRICE") or "CONTRACT_PRICE"
+        if working_type not in ("CONTRACT_PRICE", "MARK_PRICE"):
+            raise BinanceError(-4031, f"Invalid parameter working type: {working_type}")
+        if close_position:
+            if order_type not in ("STOP_MARKET", "TAKE_PROFIT_MARKET"):
+                raise reject(-4136, order_type, "true")
+            if "quantity" in p:
+                raise reject(-4137)
+            if reduce_only:
+                raise reject(-1106, "reduceOnly")
+        trigger = ZERO
+        callback = ZERO
+        activate = ZERO
+        if order_type == "TRAILING_STOP_MARKET":
+            callback_in = p.decimal("callbackRate", required=True)
+            assert callback_in is not None
+            if not Decimal("0.1") <= callback_in <= Decimal("10"):
+                raise BinanceError(-4135, "Invalid callBackRate")  # noqa: E501 (Binance spelling)
+            callback = callback_in
+            activate_in = p.decimal("activatePrice")
+            if activate_in is not None:
+                rules.check_price(sym, activate_in, stop=True)
+                activate = activate_in
+        else:
+            trigger_in = p.decimal("triggerPrice", required=True)
+            assert trigger_in is not None
+            rules.check_price(sym, trigger_in, stop=True)
+            trigger = trigger_in
+        price = ZERO
+        tif = p.text("timeInForce", "GTC") or "GTC"
+        if order_type in ("STOP", "TAKE_PROFIT"):
+            price_in = p.decimal("price", required=True)
+            assert price_in is not None
+            rules.check_price(sym, price_in)
+            price = price_in
+        qty = ZERO
+        if not close_position:
+            qty_in = p.decimal("quantity", required=True)
+            assert qty_in is not None
+            rules.check_quantity(sym, qty_in, market=order_type.endswith("MARKET"))
+            qty = qty_in
+        if self._client_id_in_use(client_id):
+            raise reject(-4116)
+        if not close_position:
+            reference = price or trigger or activate or self.last[sym.name]
+            rules.check_notional(sym, qty, reference, exempt=reduce_only)
+        open_algos = sum(1 for a in self.algos.values() if a.is_open and a.symbol == sym.name)
+        if open_algos >= sym.max_algo_orders:
+            raise reject(-4045)
+        current = self._price_of(sym.name, working_type)
+        if order_type == "TRAILING_STOP_MARKET":
+            if activate and (activate <= current if side == "SELL" else activate >= current):
+                raise reject(-2021)
+        elif _triggered(order_type, side, trigger, current):
+            raise reject(-2021)
+        now = self.now()
+        algo = AlgoOrder(
+            algo_id=next(self.algo_ids),
+            client_algo_id=client_id,
+            symbol=sym.name,
+            side=side,
+            order_type=order_type,
+            time_in_force=tif,
+            quantity=qty,
+            trigger_price=trigger,
+            price=price,
+            working_type=working_type,
+            close_position=close_position,
+            reduce_only=reduce_only,
+            price_protect=p.boolean("priceProtect"),
+            create_time=now,
+            update_time=now,
+            activate_price=activate,
+            callback_rate=callback,
+            activated=not activate,
+            extreme=current,
+            visible_at=wall_ms() + self.algo_visibility_delay_ms,
+        )
+        self.algos[algo.algo_id] = algo
+        return algo
+
+    def _find_algo(self, p: Params, *, missing_code: int) -> AlgoOrder:
+        algo_id = p.integer("algoId")
+        client_id = p.text("clientAlgoId")
+        if algo_id is None and client_id is None:
+            raise BinanceError(
+                -1102, "Param 'clientAlgoId' or 'algoId' must be sent, but both were empty/null!"
+            )
+        if algo_id is not None:
+            algo = self.algos.get(algo_id)
+        else:
+            matches = [a for a in self.algos.values() if a.client_algo_id == client_id]
+            algo = max(matches, key=lambda a: (a.is_open, a.algo_id)) if matches else None
+        if algo is None:
+            raise reject(missing_code)
+        return algo
+
+    def get_algo(self, p: Params) -> dict[str, Any]:
+        """``GET /fapi/v1/algoOrder``: finds an order even while open-order queries hide it."""
+        with self.lock:
+            algo = self._find_algo(p, missing_code=-2013)
+            return algo.to_binance(symbols()[algo.symbol])
+
+    def cancel_algo(self, p: Params) -> dict[str, Any]:
+        with self.lock:
+            algo = self._find_algo(p, missing_code=-2011)
+            if not algo.is_open:
+                raise reject(-2011)
+            algo.algo_status = "CANCELED"
+            algo.update_time = self.now()
+            return {
+                "algoId": algo.algo_id,
+                "clientAlgoId": algo.client_algo_id,
+                "code": "200",
+                "msg": "success",
+            }
+
+    def cancel_all_algos(self, p: Params) -> dict[str, Any]:
+        with self.lock:
+            sym = p.symbol()
+            assert sym is not None
+            now = self.now()
+            for algo in self.algos.values():
+                if algo.is_open and algo.symbol == sym.name:
+                    algo.algo_status = "CANCELED"
+                    algo.update_time = now
+            return {"code": 200, "msg": "The operation of cancel all open order is done."}
+
+    def open_algos(self, p: Params) -> list[dict[str, Any]]:
+        with self.lock:
+            sym = p.symbol(required=False)
+            now = wall_ms()
+            return [
+                a.to_binance(symbols()[a.symbol])
+                for a in self.algos.values()
+                if a.is_open and (sym is None or a.symbol == sym.name) and a.visible_at <= now
+            ]
+
+    def all_algos(self, p: Params) -> list[dict[str, Any]]:
+        with self.lock:
+            sym = p.symbol()
+            assert sym is not None
+            limit = min(p.integer("limit", 500) or 500, 1000)
+            rows = [a for a in self.algos.values() if a.symbol == sym.name]
+            return [a.to_binance(sym) for a in rows[-limit:]]
+
+    def reveal_algos(self) -> None:
+        """End a visibility-delay fault: every hidden algo order shows up now."""
+        with self.lock:
+            self.algo_visibility_delay_ms = 0
+            for algo in self.algos.values():
+                algo.visible_at = 0
+
+    # ------------------------------------------------------------------ matching
+    def _match(self, sym: Symbol, start: Decimal, end: Decimal, *, continuous: bool) -> None:
+        for order in list(self.orders.values()):
+            if not order.is_open or order.symbol != sym.name:
+                continue
+            if order.side == "BUY" and end <= order.price or order.side == "SELL" and end >= order.price:
+                self._fill(order, order.orig_qty - order.executed_qty, order.price, maker=True)
+        # Stops fire in the order the price path reaches them.
+        due: list[tuple[Decimal, AlgoOrder, Decimal]] = []
+        for algo in list(self.algos.values()):
+            if not algo.is_open or algo.symbol != sym.name:
+                continue
+            price = self._price_of(sym.name, algo.working_type)
+            if algo.order_type == "TRAILING_STOP_MARKET":
+                stop = self._trailing_stop(algo, price)
+                if stop is None:
+                    continue
+                fill = stop if continuous else price
+            elif _triggered(algo.order_type, algo.side, algo.trigger_price, price):
+                fill = algo.trigger_price if continuous else price
+            else:
+                continue
+            due.append((abs(fill - start), algo, fill))
+        for _, algo, fill in sorted(due, key=lambda d: (d[0], d[1].algo_id)):
+            if algo.is_open:
+                self._trigger(sym, algo, fill)
+
+    def _trailing_stop(self, algo: AlgoOrder, price: Decimal) -> Decimal | None:
+        """Advance a trailing stop's state; return its stop price if ``price`` crossed it."""
+        if not algo.activated:
+            reached = price >= algo.activate_price if algo.side == "SELL" else price <= algo.activate_price
+            if not reached:
+                return None
+            algo.activated = True
+            algo.extreme = price
+        rate = algo.callback_rate / 100
+        if algo.side == "SELL":
+            algo.extreme = max(algo.extreme, price)
+            stop = round_to_tick(algo.extreme * (1 - rate), symbols()[algo.symbol].tick)
+            return stop if price <= stop else None
+        algo.extreme = min(algo.extreme, price)
+        stop = round_to_tick(algo.extreme * (1 + rate), symbols()[algo.symbol].tick)
+        return stop if price >= stop else None
+
+    def _trigger(self, sym: Symbol, algo: AlgoOrder, fill_price: Decimal) -> None:
+        now = self.now()
+        algo.trigger_time = algo.update_time = now
+        amount = self.positions[sym.name].amount
+        closes = amount != 0 and (amount > 0) == (algo.side == "SELL")
+        qty = algo.quantity
+        if algo.close_position or algo.reduce_only:
+            if not closes:
+                algo.algo_status = "EXPIRED"
+                return
+            qty = abs(amount) if algo.close_position else min(qty, abs(amount))
+        is_limit = algo.order_type in ("STOP", "TAKE_PROFIT")
+        price = algo.price if is_limit else ZERO
+        current = self.last[sym.name]
+        crosses = not is_limit or (price >= current if algo.side == "BUY" else price <= current)
+        try:
+            self._check_margin(sym, algo.side, qty, current if crosses else price)
+        except BinanceError:
+            algo.algo_status = "EXPIRED"
+            return
+        order = Order(
+            order_id=next(self.order_ids),
+            client_order_id=algo.client_algo_id,
+            symbol=sym.name,
+            side=algo.side,
+            type="LIMIT" if is_limit else "MARKET",
+            time_in_force=algo.time_in_force if is_limit else "GTC",
+            orig_qty=qty,
+            price=price,
+            reduce_only=algo.reduce_only or algo.close_position,
+            close_position=algo.close_position,
+            time=now,
+            update_time=now,
+            stop_price=algo.trigger_price,
+            working_type=algo.working_type,
+            orig_type=algo.order_type,
+        )
+        self.orders[order.order_id] = order
+        algo.algo_status = "TRIGGERED"
+        algo.actual_order_id = order.order_id
+        if crosses:
+            fill = fill_price if not is_limit else current
+            self._fill(order, qty, self._fill_price(sym, algo.side, fill), maker=False)
+            algo.actual_price = order.avg
+            algo.algo_status = "FINISHED"
+        else:
+            algo.algo_status = "FINISHED"
+
+    def _fill(self, order: Order, qty: Decimal, price: Decimal, *, maker: bool) -> None:
+        """Execute ``qty`` of ``order`` at ``price``: position, margin, fee, PnL, trade."""
+        sym = symbols()[order.symbol]
+        pos = self.positions[order.symbol]
+        settings = self.settings[order.symbol]
+        isolated = settings.margin_type == "isolated"
+        now = self.now()
+        signed = qty if order.side == "BUY" else -qty
+        old = pos.amount
+        realized = ZERO
+        if old == 0 or (old > 0) == (signed > 0):
+            total = abs(old) + qty
+            pos.entry_price = (abs(old) * pos.entry_price + qty * price) / total
+            if isolated:
+                pos.isolated_wallet += qty * price / settings.leverage
+        else:
+            closing = min(qty, abs(old))
+            realized = closing * (price - pos.entry_price) * (1 if old > 0 else -1)
+            if isolated:
+                pos.isolated_wallet -= pos.isolated_wallet * closing / abs(old)
+            opening = qty - closing
+            if opening:
+                pos.entry_price = price
+                if isolated:
+                    pos.isolated_wallet += opening * price / settings.leverage
+        pos.amount = old + signed
+        if pos.amount == 0:
+            pos.entry_price = ZERO
+            pos.isolated_wallet = ZERO
+        pos.update_time = now
+        fee = qty * price * (MAKER_FEE if maker else TAKER_FEE)
+        self.wallet["USDT"] = self.usdt + realized - fee
+        order.executed_qty += qty
+        order.cum_quote += qty * price
+        order.status = "FILLED" if order.executed_qty >= order.orig_qty else "PARTIALLY_FILLED"
+        order.update_time = now
+        self.trades.append(
+            Trade(
+                trade_id=next(self.trade_ids),
+                symbol=sym.name,
+                order_id=order.order_id,
+                side=order.side,
+                price=price,
+                qty=qty,
+                realized_pnl=realized,
+                commission=fee,
+                maker=maker,
+                time=now,
+            )
+        )
+        if old != 0 and pos.amount == 0:
+            self._on_flat(sym.name)
+
+    def _on_flat(self, symbol: str) -> None:
+        """A position went flat: its closePosition algo orders have nothing left to close."""
+        now = self.now()
+        for algo in self.algos.values():
+            if algo.is_open and algo.symbol == symbol and algo.close_position:
+                algo.algo_status = "CANCELED"
+                algo.update_time = now
+
+    # ------------------------------------------------------------------ liquidation
+    def _check_liquidations(self) -> None:
+        for pos in list(self.positions.values()):
+            if pos.amount and self._is_isolated(pos.symbol):
+                if pos.isolated_wallet + self._unrealized(pos) <= self._maint_margin(pos):
+                    self._liquidate(pos, lose=pos.isolated_wallet)
+        cross = self._cross_positions()
+        if not cross:
+            return
+        balance = self._cross_wallet() + sum((self._unrealized(p) for p in cross), ZERO)
+        if balance <= sum((self._maint_margin(p) for p in cross), ZERO):
+            for pos in cross:
+                self._liquidate(pos, lose=None)
+            # The cross margin left (or owed) goes to the insurance fund, as Binance's clearance
+            # fee: the cross wallet ends at zero and isolated wallets are untouched.
+            self.wallet["USDT"] = self.usdt - self._cross_wallet()
+
+    def _liquidate(self, pos: Position, *, lose: Decimal | None) -> None:
+        """Close ``pos`` at the mark price with a LIQUIDATION order; ``lose`` is its margin."""
+        sym = symbols()[pos.symbol]
+        now = self.now()
+        for order in self.orders.values():
+            if order.is_open and order.symbol == pos.symbol:
+                order.status = "CANCELED"
+                order.update_time = now
+        wallet_before = self.usdt
+        side = "SELL" if pos.amount > 0 else "BUY"
+        order = Order(
+            order_id=next(self.order_ids),
+            client_order_id=f"autoclose-{now}",
+            symbol=pos.symbol,
+            side=side,
+            type="LIQUIDATION",
+            time_in_force="IOC",
+            orig_qty=abs(pos.amount),
+            price=self.mark[pos.symbol],
+            reduce_only=True,
+            close_position=False,
+            time=now,
+            update_time=now,
+        )
+        self.orders[order.order_id] = order
+        self._fill(order, abs(pos.amount), self.mark[sym.name], maker=False)
+        if lose is not None:
+            # An isolated position loses exactly its margin, whatever the mark price did.
+            self.wallet["USDT"] = wallet_before - lose
+
+    # ------------------------------------------------------------------ account
+    def set_leverage(self, p: Params) -> dict[str, Any]:
+        with self.lock:
+            sym = p.symbol()
+            assert sym is not None
+            raw = p.required("leverage")
+            if not raw.isdigit() or not 1 <= int(raw) <= sym.max_leverage:
+                raise reject(-4028, raw)
+            leverage = int(raw)
+            pos = self.positions[sym.name]
+            notional = abs(self._notional(pos))
+            allowed = [b for b in sym.brackets if notional <= b.cap]
+            if not allowed or leverage > allowed[0].max_leverage:
+                raise reject(-2027)
+            self.settings[sym.name].leverage = leverage
+            cap = next(b.cap for b in sym.brackets if b.max_leverage <= leverage)
+            return {"leverage": leverage, "maxNotionalValue": f"{cap:f}", "symbol": sym.name}
+
+    def set_margin_type(self, p: Params) -> dict[str, Any]:
+        with self.lock:
+            sym = p.symbol()
+            assert sym is not None
+            raw = p.required("marginType").upper()
+            if raw not in ("ISOLATED", "CROSSED"):
+                raise reject(-1130, "marginType")
+            wanted = "isolated" if raw == "ISOLATED" else "cross"
+            if self.settings[sym.name].margin_type == wanted:
+                raise reject(-4046)
+            if any(o.is_open and o.symbol == sym.name for o in self.orders.values()) or any(
+                a.is_open and a.symbol == sym.name for a in self.algos.values()
+            ):
+                raise reject(-4047)
+            if self.positions[sym.name].amount:
+                raise reject(-4048)
+            self.settings[sym.name].margin_type = wanted
+            return {"code": 200, "msg": "success"}
+
+    def _max_notional(self, symbol: str) -> Decimal:
+        leverage = self.settings[symbol].leverage
+        return next(b.cap for b in symbols()[symbol].brackets if b.max_leverage <= leverage)
+
+    def _liquidation_price(self, pos: Position) -> Decimal:
+        """Binance's one-way liquidation price formula (zero when it would be negative)."""
+        if not pos.amount:
+            return ZERO
+        qty = abs(pos.amount)
+        side = 1 if pos.amount > 0 else -1
+        bracket = symbols()[pos.symbol].bracket_for(abs(self._notional(pos)))
+        if self._is_isolated(pos.symbol):
+            wallet, others_mm, others_upnl = pos.isolated_wallet, ZERO, ZERO
+        else:
+            others = [p for p in self._cross_positions() if p.symbol != pos.symbol]
+            wallet = self._cross_wallet()
+            others_mm = sum((self._maint_margin(p) for p in others), ZERO)
+            others_upnl = sum((self._unrealized(p) for p in others), ZERO)
+        numerator = wallet - others_mm + others_upnl + bracket.cum - side * qty * pos.entry_price
+        denominator = qty * bracket.maint_ratio - side * qty
+        price = numerator / denominator
+        return max(ZERO, price)
+
+    def _position_v2(self, pos: Position) -> dict[str, Any]:
+        sym = symbols()[pos.symbol]
+        settings = self.settings[pos.symbol]
+        upnl = self._unrealized(pos)
+        return {
+            "symbol": pos.symbol,
+            "positionAmt": sym.fmt_qty(pos.amount),
+            "entryPrice": _plain_or_zero(pos.entry_price),
+            "breakEvenPrice": _plain_or_zero(self._break_even(pos)),
+            "markPrice": money(self.mark[pos.symbol]),
+            "unRealizedProfit": money(upnl),
+            "liquidationPrice": _plain_or_zero(self._liquidation_price(pos)),
+            "leverage": str(settings.leverage),
+            "maxNotionalValue": f"{self._max_notional(pos.symbol):f}",
+            "marginType": settings.margin_type,
+            "isolatedMargin": money(pos.isolated_wallet + upnl if pos.isolated_wallet else ZERO),
+            "isAutoAddMargin": "false",
+            "positionSide": "BOTH",
+            "notional": money(self._notional(pos)),
+            "isolatedWallet": money(pos.isolated_wallet),
+            "updateTime": pos.update_time,
+        }
+
+    def _position_v3(self, pos: Position) -> dict[str, Any]:
+        sym = symbols()[pos.symbol]
+        upnl = self._unrealized(pos)
+        initial = self._initial_margin(pos)
+        orders_margin = self._open_orders_margin(pos.symbol)
+        return {
+            "symbol": pos.symbol,
+            "positionSide": "BOTH",
+            "positionAmt": sym.fmt_qty(pos.amount),
+            "entryPrice": _plain_or_zero(pos.entry_price),
+            "breakEvenPrice": _plain_or_zero(self._break_even(pos)),
+            "markPrice": money(self.mark[pos.symbol]),
+            "unRealizedProfit": money(upnl),
+            "liquidationPrice": _plain_or_zero(self._liquidation_price(pos)),
+            "isolatedMargin": money(pos.isolated_wallet + upnl if pos.isolated_wallet else ZERO),
+            "notional": money(self._notional(pos)),
+            "marginAsset": "USDT",
+            "isolatedWallet": money(pos.isolated_wallet),
+            "initialMargin": money(initial + orders_margin),
+            "maintMargin": money(self._maint_margin(pos)),
+            "positionInitialMargin": money(initial),
+            "openOrderInitialMargin": money(orders_margin),
+            "adl": 0,
+            "bidNotional": "0",
+            "askNotional": "0",
+            "updateTime": pos.update_time,
+        }
+
+    def _break_even(self, pos: Position) -> Decimal:
+        if not pos.amount:
+            return ZERO
+        side = 1 if pos.amount > 0 else -1
+        return pos.entry_price * (1 + side * TAKER_FEE * 2)
+
+    def _has_open_orders(self, symbol: str) -> bool:
+        return any(o.is_open and o.symbol == symbol for o in self.orders.values())
+
+    def position_risk(self, p: Params, *, version: int) -> list[dict[str, Any]]:
+        """v2 lists every symbol; v3 only those with a position or open orders, as Binance."""
+        with self.lock:
+            sym = p.symbol(required=False)
+            rows = [
+                pos
+                for pos in self.positions.values()
+                if (sym is None or pos.symbol == sym.name)
+                and (version == 2 or pos.amount or self._has_open_orders(pos.symbol))
+            ]
+            if version == 2:
+                return [self._position_v2(pos) for pos in rows]
+            return [self._position_v3(pos) for pos in rows]
+
+    def _totals(self) -> dict[str, Decimal]:
+        positions = [p for p in self.positions.values() if p.amount]
+        cross = self._cross_positions()
+        upnl = sum((self._unrealized(p) for p in positions), ZERO)
+        cross_upnl = sum((self._unrealized(p) for p in cross), ZERO)
+        position_im = sum((self._initial_margin(p) for p in positions), ZERO)
+        orders_im = self._open_orders_margin()
+        available = self.available_balance()
+        return {
+            "totalInitialMargin": position_im + orders_im,
+            "totalMaintMargin": sum((self._maint_margin(p) for p in positions), ZERO),
+            "totalWalletBalance": self.usdt,
+            "totalUnrealizedProfit": upnl,
+            "totalMarginBalance": self.usdt + upnl,
+            "totalPositionInitialMargin": position_im,
+            "totalOpenOrderInitialMargin": orders_im,
+            "totalCrossWalletBalance": self._cross_wallet(),
+            "totalCrossUnPnl": cross_upnl,
+            "availableBalance": available,
+            "maxWithdrawAmount": min(available, self._cross_wallet()),
+        }
+
+    def _asset_row(self) -> dict[str, Any]:
+        t = self._totals()
+        return {
+            "asset": "USDT",
+            "walletBalance": money(t["totalWalletBalance"]),
+            "unrealizedProfit": money(t["totalUnrealizedProfit"]),
+            "marginBalance": money(t["totalMarginBalance"]),
+            "maintMargin": money(t["totalMaintMargin"]),
+            "initialMargin": money(t["totalInitialMargin"]),
+            "positionInitialMargin": money(t["totalPositionInitialMargin"]),
+            "openOrderInitialMargin": money(t["totalOpenOrderInitialMargin"]),
+            "crossWalletBalance": money(t["totalCrossWalletBalance"]),
+            "crossUnPnl": money(t["totalCrossUnPnl"]),
+            "availableBalance": money(t["availableBalance"]),
+            "maxWithdrawAmount": money(t["maxWithdrawAmount"]),
+            "marginAvailable": True,
+            "updateTime": self.now(),
+        }
+
+    def account(self, *, version: int) -> dict[str, Any]:
+        """``GET /fapi/v2/account`` and ``/fapi/v3/account``."""
+        with self.lock:
+            body: dict[str, Any] = {}
+            if version == 2:
+                body.update(
+                    feeTier=0,
+                    canTrade=True,
+                    canDeposit=True,
+                    canWithdraw=True,
+                    updateTime=0,
+                    multiAssetsMargin=False,
+                    tradeGroupId=-1,
+                )
+            body.update({k: money(v) for k, v in self._totals().items()})
+            body["assets"] = [self._asset_row()]
+            positions = []
+            for pos in self.positions.values():
+                if version == 3 and not (pos.amount or self._has_open_orders(pos.symbol)):
+                    continue
+                sym = symbols()[pos.symbol]
+                row: dict[str, Any] = {
+                    "symbol": pos.symbol,
+                    "positionSide": "BOTH",
+                    "positionAmt": sym.fmt_qty(pos.amount),
+                    "unrealizedProfit": money(self._unrealized(pos)),
+                    "isolatedMargin": money(pos.isolated_wallet),
+                    "notional": money(self._notional(pos)),
+                    "isolatedWallet": money(pos.isolated_wallet),
+                    "initialMargin": money(self._initial_margin(pos)),
+                    "maintMargin": money(self._maint_margin(pos)),
+                    "updateTime": pos.update_time,
+                }
+                if version == 2:
+                    row.update(
+                        positionInitialMargin=money(self._initial_margin(pos)),
+                        openOrderInitialMargin=money(self._open_orders_margin(pos.symbol)),
+                        leverage=str(self.settings[pos.symbol].leverage),
+                        isolated=self._is_isolated(pos.symbol),
+                        entryPrice=_plain_or_zero(pos.entry_price),
+                        maxNotional=f"{self._max_notional(pos.symbol):f}",
+                        bidNotional="0",
+                        askNotional="0",
+                    )
+                positions.append(row)
+            body["positions"] = positions
+            return body
+
+    def balance(self) -> list[dict[str, Any]]:
+        """``GET /fapi/v2/balance`` and ``/fapi/v3/balance``."""
+        with self.lock:
+            t = self._totals()
+            return [
+                {
+                    "accountAlias": "SgsR",
+                    "asset": "USDT",
+                    "balance": money(t["totalWalletBalance"]),
+                    "crossWalletBalance": money(t["totalCrossWalletBalance"]),
+                    "crossUnPnl": money(t["totalCrossUnPnl"]),
+                    "availableBalance": money(t["availableBalance"]),
+                    "maxWithdrawAmount": money(t["maxWithdrawAmount"]),
+                    "marginAvailable": True,
+                    "updateTime": self.now(),
+                }
+            ]
+
+    def symbol_config(self, p: Params) -> list[dict[str, Any]]:
+        with self.lock:
+            sym = p.symbol(required=False)
+            return [
+                {
+                    "symbol": name,
+                    "marginType": "ISOLATED" if s.margin_type == "isolated" else "CROSSED",
+                    "isAutoAddMargin": "false",
+                    "leverage": s.leverage,
+                    "maxNotionalValue": f"{self._max_notional(name):f}",
+                }
+                for name, s in self.settings.items()
+                if sym is None or sym.name == name
+            ]
+
+    def user_trades(self, p: Params) -> list[dict[str, Any]]:
+        with self.lock:
+            sym = p.symbol()
+            assert sym is not None
+            order_id = p.integer("orderId")
+            start = p.integer("startTime")
+            end = p.integer("endTime")
+            from_id = p.integer("fromId")
+            limit = min(p.integer("limit", 500) or 500, 1000)
+            rows = [
+                t
+                for t in self.trades
+                if t.symbol == sym.name
+                and (order_id is None or t.order_id == order_id)
+                and (start is None or t.time >= start)
+                and (end is None or t.time <= end)
+                and (from_id is None or t.trade_id >= from_id)
+            ]
+            rows = rows[:limit] if from_id is not None or start is not None else rows[-limit:]
+            return [t.to_binance(sym) for t in rows]
+
+    # ------------------------------------------------------------------ debug views
+    def debug_positions(self) -> list[dict[str, Any]]:
+        """Every non-flat position, for the control API."""
+        with self.lock:
+            return [self._position_v2(p) for p in self.positions.values() if p.amount]
+
+    def debug_open_orders(self) -> dict[str, list[dict[str, Any]]]:
+        """Every open order and algo order, hidden ones included, for the control API."""
+        with self.lock:
+            return {
+                "orders": [
+                    o.to_binance(symbols()[o.symbol]) for o in self.orders.values() if o.is_open
+                ],
+                "algo_orders": [
+                    a.to_binance(symbols()[a.symbol]) for a in self.algos.values() if a.is_open
+                ],
+            }
+
+
+def _triggered(order_type: str, side: str, trigger: Decimal, price: Decimal) -> bool:
+    """Whether a stop or take-profit with ``trigger`` fires at ``price``."""
+    if order_type in ("STOP", "STOP_MARKET"):
+        return price >= trigger if side == "BUY" else price <= trigger
+    return price <= trigger if side == "BUY" else price >= trigger
+
+
+def _plain_or_zero(value: Decimal) -> str:
+    if not value:
+        return "0.0"
+    return f"{value.quantize(Decimal('1e-8')).normalize():f}"
+
+
+def _json_param(value: object) -> object:
+    """A batch order's JSON value as the string Binance would read from a query."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value

@@ -1,0 +1,247 @@
+"""Market data endpoints: klines, 24h tickers, price tickers and the premium index.
+
+A :class:`Market` keeps each symbol's 1-minute candles: history loaded at start plus the candle the
+feed is building now. Longer intervals are aggregated from the 1-minute ones, as Binance's are.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any
+
+from paper.candles import MINUTE_MS, Candle
+from paper.engine import Engine
+from paper.errors import reject
+from paper.params import Params
+from paper.records import ZERO
+from paper.symbols import symbols
+
+INTERVALS = {
+    "1m": 1,
+    "3m": 3,
+    "5m": 5,
+    "15m": 15,
+    "30m": 30,
+    "1h": 60,
+    "2h": 120,
+    "4h": 240,
+    "6h": 360,
+    "8h": 480,
+    "12h": 720,
+    "1d": 1440,
+}
+FUNDING_INTERVAL_MS = 8 * 3600 * 1000
+
+
+@dataclass
+class _Live:
+    """The candle being built from price updates."""
+
+    open_time: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+
+
+class Market:
+    """Candles and tickers per symbol, fed by price updates with a market timestamp."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.lock = threading.Lock()
+        self.history: dict[str, list[Candle]] = {name: [] for name in symbols()}
+        self.live: dict[str, _Live | None] = {name: None for name in symbols()}
+        self.clock = lambda: int(time.time() * 1000)
+
+    def load_history(self, symbol: str, candles: list[Candle]) -> None:
+        with self.lock:
+            self.history[symbol] = list(candles)
+            self.live[symbol] = None
+
+    def record(self, symbol: str, price: Decimal, at_ms: int | None = None) -> None:
+        """Add a traded price at ``at_ms`` (market time) to the candle of that minute."""
+        at = self.clock() if at_ms is None else at_ms
+        minute = at - at % MINUTE_MS
+        with self.lock:
+            live = self.live[symbol]
+            if live is not None and live.open_time != minute:
+                self.history[symbol].append(_close(live))
+                live = None
+            if live is None:
+                self.live[symbol] = _Live(minute, price, price, price, price)
+                return
+            live.high = max(live.high, price)
+            live.low = min(live.low, price)
+            live.close = price
+
+    def finish(self, symbol: str, candle: Candle) -> None:
+        """Replace the candle being built with the finished one (the replay's real row)."""
+        with self.lock:
+            self.live[symbol] = None
+            rows = self.history[symbol]
+            if rows and rows[-1].open_time == candle.open_time:
+                rows[-1] = candle
+            else:
+                rows.append(candle)
+
+    def candles(self, symbol: str) -> list[Candle]:
+        with self.lock:
+            rows = list(self.history[symbol])
+            live = self.live[symbol]
+        if live is not None:
+            rows.append(_close(live))
+        return rows
+
+    # ------------------------------------------------------------------ endpoints
+    def klines(self, p: Params) -> list[list[object]]:
+        sym = p.symbol()
+        assert sym is not None
+        interval = p.required("interval")
+        if interval not in INTERVALS:
+            raise reject(-1120)
+        limit = p.integer("limit", 500) or 500
+        if not 1 <= limit <= 1500:
+            raise reject(-1130, "limit")
+        start = p.integer("startTime")
+        end = p.integer("endTime")
+        rows = _aggregate(self.candles(sym.name), INTERVALS[interval])
+        if start is not None:
+            rows = [c for c in rows if c.open_time >= start]
+        if end is not None:
+            rows = [c for c in rows if c.open_time <= end]
+        rows = rows[:limit] if start is not None else rows[-limit:]
+        return [c.to_binance() for c in rows]
+
+    def _ticker(self, name: str) -> dict[str, Any]:
+        sym = symbols()[name]
+        rows = self.candles(name)[-1440:]
+        last = self.engine.last[name]
+        now = self.clock()
+        open_ = rows[0].open if rows else last
+        high = max([c.high for c in rows] + [last])
+        low = min([c.low for c in rows] + [last])
+        volume = sum((c.volume for c in rows), ZERO)
+        quote = sum((c.quote_volume for c in rows), ZERO)
+        change = last - open_
+        return {
+            "symbol": name,
+            "priceChange": sym.fmt_price(change),
+            "priceChangePercent": f"{(change / open_ * 100 if open_ else ZERO):.3f}",
+            "weightedAvgPrice": sym.fmt_price(quote / volume if volume else last),
+            "lastPrice": sym.fmt_price(last),
+            "lastQty": sym.fmt_qty(sym.min_qty),
+            "openPrice": sym.fmt_price(open_),
+            "highPrice": sym.fmt_price(high),
+            "lowPrice": sym.fmt_price(low),
+            "volume": sym.fmt_qty(volume),
+            "quoteVolume": f"{quote:.2f}",
+            "openTime": rows[0].open_time if rows else now - 86_400_000,
+            "closeTime": now,
+            "firstId": 1,
+            "lastId": max(1, sum(c.count for c in rows)),
+            "count": sum(c.count for c in rows),
+        }
+
+    def ticker_24h(self, p: Params) -> Any:
+        sym = p.symbol(required=False)
+        with self.engine.lock:
+            if sym is not None:
+                return self._ticker(sym.name)
+            return [self._ticker(name) for name in symbols()]
+
+    def ticker_price(self, p: Params) -> Any:
+        sym = p.symbol(required=False)
+        now = self.clock()
+        names = [sym.name] if sym else list(symbols())
+        rows = [
+            {"symbol": n, "price": symbols()[n].fmt_price(self.engine.last[n]), "time": now}
+            for n in names
+        ]
+        return rows[0] if sym else rows
+
+    def book_ticker(self, p: Params) -> Any:
+        sym = p.symbol(required=False)
+        now = self.clock()
+        names = [sym.name] if sym else list(symbols())
+        rows = []
+        for n in names:
+            s = symbols()[n]
+            last = self.engine.last[n]
+            rows.append(
+                {
+                    "symbol": n,
+                    "bidPrice": s.fmt_price(last),
+                    "bidQty": s.fmt_qty(s.max_qty),
+                    "askPrice": s.fmt_price(last + s.tick),
+                    "askQty": s.fmt_qty(s.max_qty),
+                    "time": now,
+                }
+            )
+        return rows[0] if sym else rows
+
+    def premium_index(self, p: Params) -> Any:
+        sym = p.symbol(required=False)
+        now = self.clock()
+        names = [sym.name] if sym else list(symbols())
+        rows = []
+        for n in names:
+            mark = self.engine.mark[n]
+            rows.append(
+                {
+                    "symbol": n,
+                    "markPrice": f"{mark:.8f}",
+                    "indexPrice": f"{mark:.8f}",
+                    "estimatedSettlePrice": f"{mark:.8f}",
+                    "lastFundingRate": "0.00010000",
+                    "interestRate": "0.00010000",
+                    "nextFundingTime": now - now % FUNDING_INTERVAL_MS + FUNDING_INTERVAL_MS,
+                    "time": now,
+                }
+            )
+        return rows[0] if sym else rows
+
+
+def _close(live: _Live) -> Candle:
+    return Candle(
+        open_time=live.open_time,
+        open=live.open,
+        high=live.high,
+        low=live.low,
+        close=live.close,
+        volume=ZERO,
+        close_time=live.open_time + MINUTE_MS - 1,
+        quote_volume=ZERO,
+        count=0,
+        taker_buy_volume=ZERO,
+        taker_buy_quote_volume=ZERO,
+    )
+
+
+def _aggregate(rows: list[Candle], minutes: int) -> list[Candle]:
+    if minutes == 1:
+        return rows
+    size = minutes * MINUTE_MS
+    out: list[Candle] = []
+    for c in rows:
+        bucket = c.open_time - c.open_time % size
+        if out and out[-1].open_time == bucket:
+            prev = out[-1]
+            out[-1] = replace(
+                prev,
+                high=max(prev.high, c.high),
+                low=min(prev.low, c.low),
+                close=c.close,
+                volume=prev.volume + c.volume,
+                close_time=bucket + size - 1,
+                quote_volume=prev.quote_volume + c.quote_volume,
+                count=prev.count + c.count,
+                taker_buy_volume=prev.taker_buy_volume + c.taker_buy_volume,
+                taker_buy_quote_volume=prev.taker_buy_quote_volume + c.taker_buy_quote_volume,
+            )
+        else:
+            out.append(replace(c, open_time=bucket, close_time=bucket + size - 1))
+    return out
