@@ -88,4 +88,3 @@ def handle_control(app: PaperApp, method: str, path: str, data: dict[str, Any]) 
     if (method, name) == ("GET", "open_orders"):
         return 200, engine.debug_open_orders()
     return 404, {"error": f"no control endpoint {method} {path}"}
-

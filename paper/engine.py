@@ -243,9 +243,9 @@ class Engine:
             raise reject(-2022)
 
     def _client_id_in_use(self, client_id: str) -> bool:
-        return any(o.is_open and o.client_order_id == client_id for o in self.orders.values()) or any(
-            a.is_open and a.client_algo_id == client_id for a in self.algos.values()
-        )
+        return any(
+            o.is_open and o.client_order_id == client_id for o in self.orders.values()
+        ) or any(a.is_open and a.client_algo_id == client_id for a in self.algos.values())
 
     # ------------------------------------------------------------------ orders
     def place_order(self, p: Params) -> dict[str, Any]:
@@ -372,7 +372,9 @@ class Engine:
                 raise reject(missing_code)
             return order
         matches = [
-            o for o in self.orders.values() if o.client_order_id == client_id and o.symbol == sym.name
+            o
+            for o in self.orders.values()
+            if o.client_order_id == client_id and o.symbol == sym.name
         ]
         if not matches:
             raise reject(missing_code)
@@ -464,7 +466,7 @@ class Engine:
             callback_in = p.decimal("callbackRate", required=True)
             assert callback_in is not None
             if not Decimal("0.1") <= callback_in <= Decimal("10"):
-                raise BinanceError(-4135, "Invalid callBackRate")  # noqa: E501 (Binance spelling)
+                raise BinanceError(-4135, "Invalid callBackRate")
             callback = callback_in
             activate_in = p.decimal("activatePrice")
             if activate_in is not None:
@@ -605,7 +607,9 @@ class Engine:
         for order in list(self.orders.values()):
             if not order.is_open or order.symbol != sym.name:
                 continue
-            if order.side == "BUY" and end <= order.price or order.side == "SELL" and end >= order.price:
+            if (order.side == "BUY" and end <= order.price) or (
+                order.side == "SELL" and end >= order.price
+            ):
                 self._fill(order, order.orig_qty - order.executed_qty, order.price, maker=True)
         # Stops fire in the order the price path reaches them.
         due: list[tuple[Decimal, AlgoOrder, Decimal]] = []
@@ -630,7 +634,11 @@ class Engine:
     def _trailing_stop(self, algo: AlgoOrder, price: Decimal) -> Decimal | None:
         """Advance a trailing stop's state; return its stop price if ``price`` crossed it."""
         if not algo.activated:
-            reached = price >= algo.activate_price if algo.side == "SELL" else price <= algo.activate_price
+            reached = (
+                price >= algo.activate_price
+                if algo.side == "SELL"
+                else price <= algo.activate_price
+            )
             if not reached:
                 return None
             algo.activated = True

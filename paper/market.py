@@ -54,7 +54,7 @@ class Market:
         self.engine = engine
         self.lock = threading.Lock()
         self.history: dict[str, list[Candle]] = {name: [] for name in symbols()}
-        self.live: dict[str, _Live | None] = {name: None for name in symbols()}
+        self.live: dict[str, _Live | None] = dict.fromkeys(symbols())
         self.clock = lambda: int(time.time() * 1000)
 
     def load_history(self, symbol: str, candles: list[Candle]) -> None:

@@ -233,7 +233,11 @@ class PaperApp:
     def _commission(self, r: Request) -> dict[str, Any]:
         sym = r.params.symbol()
         assert sym is not None
-        return {"symbol": sym.name, "makerCommissionRate": "0.0002", "takerCommissionRate": "0.0005"}
+        return {
+            "symbol": sym.name,
+            "makerCommissionRate": "0.0002",
+            "takerCommissionRate": "0.0005",
+        }
 
     def _set_dual(self, r: Request) -> dict[str, Any]:
         if not r.params.boolean("dualSidePosition"):
@@ -274,7 +278,9 @@ class PaperApp:
             if early is not None:
                 return (*early, None)
         route = self.routes.get((method, path))
-        status, out_headers, payload = self._answer(route, method, path, split.query, headers, body, client_ip)
+        status, out_headers, payload = self._answer(
+            route, method, path, split.query, headers, body, client_ip
+        )
         if route is not None and method != "GET" and status == 200:
             self.on_mutation()
         return status, out_headers, payload, fault
@@ -455,7 +461,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: PaperHTTPServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s " + format, self.client_address[0], *args)
 
     def _serve(self) -> None:
@@ -502,4 +508,4 @@ class PaperHTTPServer(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
 
-__all__ = ["HTTPStatus", "PaperApp", "PaperHTTPServer", "Limits", "DEFAULT_API_KEY"]
+__all__ = ["DEFAULT_API_KEY", "HTTPStatus", "Limits", "PaperApp", "PaperHTTPServer"]

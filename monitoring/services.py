@@ -1,0 +1,278 @@
+"""Writes of the monitoring app: leases, heartbeats, alerts and their delivery, operator actions.
+
+Alerts are stored first and delivered to Telegram afterwards by a Celery task enqueued on
+commit, so a slow or dead Telegram never holds up the guard or a trade.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from monitoring.models import Alert, AlertThrottle, Heartbeat, Lease, ProtectionState
+from monitoring.selectors import monitoring_settings
+from monitoring.telegram import TelegramError, telegram_config, telegram_send
+
+logger = logging.getLogger(__name__)
+
+# A delivery attempt holds its alert this long, so two workers never send the same alert at once.
+DELIVERY_CLAIM_SECONDS = 60
+# A pending alert nobody has tried for this long lost its task (broker down, worker died).
+DELIVERY_LOST_AFTER = timedelta(minutes=2)
+
+_SEVERITY_LEVELS = {
+    Alert.Severity.INFO: logging.INFO,
+    Alert.Severity.WARNING: logging.WARNING,
+    Alert.Severity.CRITICAL: logging.ERROR,
+}
+_unconfigured_logged = False
+
+
+# --- leases ----------------------------------------------------------------------------------
+def lease_claim(*, name: str, owner: str, seconds: int) -> bool:
+    """Take the lease ``name`` for ``seconds`` unless a live holder has it; count a skip if so."""
+    now = timezone.now()
+    free = Q(expires_at__isnull=True) | Q(expires_at__lte=now)
+    # The conditional UPDATE is the lock: of two passes racing here exactly one updates a row.
+    claim = {"owner": owner, "expires_at": now + timedelta(seconds=seconds)}
+    if Lease.objects.filter(free, name=name).update(**claim):
+        return True
+    _, created = Lease.objects.get_or_create(name=name)
+    if created and Lease.objects.filter(free, name=name).update(**claim):
+        return True
+    Lease.objects.filter(name=name).update(skipped_passes=F("skipped_passes") + 1)
+    return False
+
+
+def lease_release(*, name: str, owner: str, error: str = "") -> str | None:
+    """Give the lease back and record the pass's error (empty when it succeeded).
+
+    Returns ``"new"`` when the error differs from the last pass's, ``"cleared"`` when a pass
+    succeeded after a failed one, and None when nothing changed, so callers log transitions
+    once instead of every five seconds.
+    """
+    error = error[:255]
+    changed = (
+        Lease.objects.filter(name=name, owner=owner).exclude(last_error=error).update(
+            last_error=error
+        )
+        > 0
+    )
+    Lease.objects.filter(name=name, owner=owner).update(owner="", expires_at=None)
+    if not changed:
+        return None
+    return "new" if error else "cleared"
+
+
+def lease_skipped_passes(*, name: str) -> int:
+    lease = Lease.objects.filter(name=name).first()
+    return lease.skipped_passes if lease else 0
+
+
+# --- heartbeats ------------------------------------------------------------------------------
+def heartbeat_record(
+    *,
+    process: str,
+    started_at: datetime,
+    finished_at: datetime,
+    requests: int,
+    weight: int,
+    positions: int = 0,
+    actions: int = 0,
+    error: str = "",
+    keep_minutes: int,
+) -> Heartbeat:
+    """Store one finished pass and delete this process's heartbeats older than the window."""
+    heartbeat = Heartbeat.objects.create(
+        process=process,
+        started_at=started_at,
+        finished_at=finished_at,
+        duration_ms=max(0, int((finished_at - started_at).total_seconds() * 1000)),
+        requests=requests,
+        weight=weight,
+        positions=positions,
+        actions=actions,
+        ok=not error,
+        error=error[:255],
+    )
+    cutoff = finished_at - timedelta(minutes=keep_minutes)
+    Heartbeat.objects.filter(process=process, finished_at__lt=cutoff).delete()
+    return heartbeat
+
+
+# --- alerts ----------------------------------------------------------------------------------
+def alert_raise(
+    *,
+    key: str,
+    severity: str,
+    message: str,
+    symbol: object | None = None,
+    repeat_seconds: int | None = None,
+) -> Alert | None:
+    """Store an alert and queue it for Telegram, unless ``key`` was raised within the window.
+
+    Returns the new alert, or None when it was suppressed as a repeat. The window is the
+    ``alert_repeat_seconds`` rule unless ``repeat_seconds`` is given.
+    """
+    global _unconfigured_logged
+    if repeat_seconds is None:
+        repeat_seconds = monitoring_settings().alert_repeat_seconds
+    now = timezone.now()
+    config = telegram_config()
+    with transaction.atomic():
+        # Claim the key like a lease: only one raiser per window gets the row updated.
+        claimed = AlertThrottle.objects.filter(
+            key=key, last_raised_at__lte=now - timedelta(seconds=repeat_seconds)
+        ).update(last_raised_at=now)
+        if not claimed:
+            _, created = AlertThrottle.objects.get_or_create(
+                key=key, defaults={"last_raised_at": now}
+            )
+            if not created:
+                return None
+        alert = Alert.objects.create(
+            key=key,
+            severity=severity,
+            message=message,
+            symbol=symbol,
+            delivery=Alert.Delivery.PENDING if config.configured else Alert.Delivery.NOT_CONFIGURED,
+        )
+        if config.configured:
+            alert_id = alert.id
+            transaction.on_commit(lambda: _delivery_enqueue(alert_id=alert_id))
+    logger.log(_SEVERITY_LEVELS.get(severity, logging.WARNING), "[Alert] %s: %s", key, message)
+    if not config.configured and not _unconfigured_logged:
+        _unconfigured_logged = True
+        logger.info("Telegram is not configured (TELEGRAM_BOT_TOKEN/CHAT_ID): alerts are stored only")
+    return alert
+
+
+def _delivery_enqueue(*, alert_id: int) -> None:
+    from monitoring.tasks import alert_deliver_task
+
+    try:
+        # retry=False: with the broker down, publishing must fail fast rather than stall the
+        # caller (the guard); the sentinel re-queues alerts whose task never ran.
+        alert_deliver_task.apply_async(args=[alert_id], retry=False)
+    except Exception as exc:  # noqa: BLE001 - any broker failure; the alert is already stored
+        logger.warning("Alert %s stored but not queued for Telegram: %s", alert_id, exc)
+
+
+def alert_deliver(*, alert_id: int) -> bool:
+    """Send one pending alert to Telegram. True when sent now; False when there was nothing to
+    do (already sent, given up, another worker on it, or a permanent refusal, now recorded).
+
+    Raises ``TelegramError`` (temporary) for the caller to retry later.
+    """
+    now = timezone.now()
+    claimed = (
+        Alert.objects.filter(id=alert_id, delivery=Alert.Delivery.PENDING)
+        .filter(Q(delivery_claimed_until__isnull=True) | Q(delivery_claimed_until__lte=now))
+        .update(
+            delivery_claimed_until=now + timedelta(seconds=DELIVERY_CLAIM_SECONDS),
+            delivery_attempts=F("delivery_attempts") + 1,
+        )
+    )
+    if not claimed:
+        return False
+    alert = Alert.objects.select_related("symbol").get(id=alert_id)
+    config = telegram_config()
+    if not config.configured:
+        Alert.objects.filter(id=alert_id).update(
+            delivery=Alert.Delivery.NOT_CONFIGURED, delivery_claimed_until=None
+        )
+        return False
+    try:
+        telegram_send(config=config, text=alert_text(alert=alert))
+    except TelegramError as exc:
+        if exc.temporary:
+            Alert.objects.filter(id=alert_id).update(
+                delivery_claimed_until=None, delivery_error=str(exc)[:255]
+            )
+            raise
+        Alert.objects.filter(id=alert_id).update(
+            delivery=Alert.Delivery.FAILED, delivery_claimed_until=None, delivery_error=str(exc)
+        )
+        logger.error("Alert %s not delivered, Telegram refused it: %s", alert_id, exc)
+        return False
+    Alert.objects.filter(id=alert_id).update(
+        delivery=Alert.Delivery.SENT,
+        delivered_at=timezone.now(),
+        delivery_claimed_until=None,
+        delivery_error="",
+    )
+    return True
+
+
+def alert_delivery_give_up(*, alert_id: int, error: str) -> None:
+    """Mark a pending alert as failed after the delivery task ran out of retries."""
+    updated = Alert.objects.filter(id=alert_id, delivery=Alert.Delivery.PENDING).update(
+        delivery=Alert.Delivery.FAILED, delivery_claimed_until=None, delivery_error=error[:255]
+    )
+    if updated:
+        logger.error("Alert %s not delivered after retries: %s", alert_id, error)
+
+
+def alerts_requeue_lost() -> int:
+    """Queue again the pending alerts whose delivery task seems lost; return how many."""
+    now = timezone.now()
+    lost = list(
+        Alert.objects.filter(delivery=Alert.Delivery.PENDING, created_at__lte=now - DELIVERY_LOST_AFTER)
+        .filter(Q(delivery_claimed_until__isnull=True) | Q(delivery_claimed_until__lte=now))
+        .values_list("id", flat=True)[:100]
+    )
+    for alert_id in lost:
+        _delivery_enqueue(alert_id=alert_id)
+    return len(lost)
+
+
+def alert_text(*, alert: Alert) -> str:
+    """The Telegram message of an alert."""
+    where = f" {alert.symbol.name}" if alert.symbol_id else ""
+    return f"arena {alert.severity.upper()}{where}: {alert.message}"
+
+
+def alerts_acknowledge(*, alert_ids: list[int], actor: str) -> int:
+    """Mark alerts as seen by ``actor``; alerts acknowledged before keep their first record."""
+    count = Alert.objects.filter(id__in=alert_ids, acknowledged_at__isnull=True).update(
+        acknowledged_at=timezone.now(), acknowledged_by=actor[:150]
+    )
+    if count:
+        logger.info("%s acknowledged %d alert(s)", actor, count)
+    return count
+
+
+# --- operator actions on the guard's memory --------------------------------------------------
+@transaction.atomic
+def protection_clear(*, state_ids: list[int], actor: str) -> int:
+    """Let the guard try again at once where it gave up (or is waiting out its debounce)."""
+    states = list(ProtectionState.objects.select_for_update().filter(id__in=state_ids))
+    for state in states:
+        if state.gave_up_at:
+            logger.info(
+                "[Guard] %s %s: give-up cleared by %s (was: %s)",
+                state.symbol_id and state.symbol,
+                state.kind,
+                actor,
+                state.reason,
+            )
+        state.gave_up_at = None
+        state.next_attempt_at = None
+        state.rules_version = ""
+        state.error_code = None
+        state.reason = f"Cleared by {actor} at {timezone.now():%Y-%m-%d %H:%M:%S} UTC"[:255]
+        state.save(
+            update_fields=[
+                "gave_up_at",
+                "next_attempt_at",
+                "rules_version",
+                "error_code",
+                "reason",
+                "updated_at",
+            ]
+        )
+    return len(states)

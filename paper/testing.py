@@ -1,0 +1,154 @@
+"""The paper exchange for tests: an in-process server and a small control client.
+
+Usage::
+
+    from paper.testing import PaperControl, PaperExchangeServer
+
+    with PaperExchangeServer(prices={"BTCUSDT": "100000"}) as server:
+        client = create_ccxt_client(
+            api_key=server.api_key, api_secret=server.api_secret, base_url=server.url
+        )
+        control = PaperControl(server.url)
+        control.set_price("BTCUSDT", "95000")
+
+``PaperExchangeServer(...)`` takes the arguments of :meth:`PaperExchangeServer.start`; as a context
+manager it starts on enter and stops on exit. Both classes are a stable interface for every
+engineer's tests: keep them backwards compatible.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from paper.runtime import PaperExchange, api_credentials
+
+
+class PaperExchangeServer:
+    """A paper exchange served from a background thread of this process."""
+
+    def __init__(self, **start_kwargs: Any) -> None:
+        self._start_kwargs = start_kwargs
+        self.exchange: PaperExchange | None = None
+        self.api_key, self.api_secret = api_credentials()
+
+    def start(
+        self,
+        port: int = 0,
+        feed: str = "static",
+        speed: float = 1.0,
+        state_file: Path | str | None = None,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        prices: dict[str, str | Decimal] | None = None,
+        host: str = "127.0.0.1",
+    ) -> PaperExchangeServer:
+        """Start serving; ``port=0`` picks a free port. Returns ``self``.
+
+        ``feed``: "static" (prices move only through the control API) or "replay" (bundled
+        candles at ``speed`` x real time). ``state_file``: JSON file restored at start and kept
+        up to date. ``api_key``/``api_secret`` default to ``PAPER_API_KEY``/``PAPER_API_SECRET``
+        or ``arena-paper-key``/``arena-paper-secret``. ``prices``: start prices per symbol.
+        """
+        self.api_key = api_key or self.api_key
+        self.api_secret = api_secret or self.api_secret
+        self.exchange = PaperExchange(
+            host=host,
+            port=port,
+            feed=feed,
+            speed=speed,
+            state_file=state_file,
+            api_key=self.api_key,
+            api_secret=self.api_secret,
+            prices=prices,
+        ).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:54321``; pass it to ``create_ccxt_client``."""
+        if self.exchange is None:
+            raise RuntimeError("the paper exchange is not started")
+        return self.exchange.url
+
+    def stop(self) -> None:
+        """Stop serving and write the state file, if any."""
+        if self.exchange is not None:
+            self.exchange.stop()
+            self.exchange = None
+
+    def __enter__(self) -> PaperExchangeServer:
+        return self.start(**self._start_kwargs)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class PaperControlError(Exception):
+    """The control API refused a request."""
+
+
+class PaperControl:
+    """Client of the control API (``/paper/v1/``) over plain HTTP."""
+
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    def _call(self, method: str, name: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{self.url}/paper/v1/{name}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as e:
+            raise PaperControlError(f"{method} {name}: {e.code} {e.read().decode()}") from e
+
+    def set_price(self, symbol: str, price: str | Decimal | float) -> None:
+        """Jump last and mark price of ``symbol`` to ``price``; orders that cross fill."""
+        self._call("POST", "price", {"symbol": symbol, "price": str(price)})
+
+    def set_balance(self, asset: str, amount: str | Decimal | float) -> None:
+        """Set the wallet balance of ``asset`` (USDT)."""
+        self._call("POST", "balance", {"asset": asset, "amount": str(amount)})
+
+    def reset(self) -> None:
+        """Back to start: no orders or positions, 10000 USDT, start prices, no faults."""
+        self._call("POST", "reset", {})
+
+    def stats(self) -> dict[str, Any]:
+        """Request counts per endpoint, weight used this minute, orders accepted, rejections."""
+        return self._call("GET", "stats")
+
+    def faults(self, **spec: Any) -> None:
+        """Inject one fault, e.g. ``faults(kind="drop", method="POST", path="/fapi/v1/order")``.
+
+        Kinds and fields are documented in :mod:`paper.faults`; ``kind="algo_hidden",
+        seconds=30`` hides new algo orders from open-order queries.
+        """
+        self._call("POST", "faults", spec)
+
+    def clear_faults(self) -> None:
+        """Remove pending faults and reveal algo orders hidden by ``algo_hidden``."""
+        self._call("DELETE", "faults")
+
+    def configure(self, **settings: Any) -> None:
+        """Change weight_limit_1m, orders_10s, orders_1m, ban_after, ban_seconds or slippage."""
+        self._call("POST", "config", settings)
+
+    def positions(self) -> list[dict[str, Any]]:
+        """Non-flat positions as positionRisk v2 rows."""
+        return self._call("GET", "positions")
+
+    def open_orders(self) -> dict[str, list[dict[str, Any]]]:
+        """``{"orders": [...], "algo_orders": [...]}``, including algo orders still hidden."""
+        return self._call("GET", "open_orders")
