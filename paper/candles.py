@@ -168,10 +168,10 @@ def generate(symbol: str, *, start_ms: int, minutes: int, seed: int) -> list[Can
                 close=c,
                 volume=volume,
                 close_time=open_time + MINUTE_MS - 1,
-                quote_volume=(volume * mid).quantize(Decimal("0.0001")),
+                quote_volume=(volume * mid).quantize(Decimal("0.01")),
                 count=int(200 * activity * rng.uniform(0.5, 1.5)),
                 taker_buy_volume=taker,
-                taker_buy_quote_volume=(taker * mid).quantize(Decimal("0.0001")),
+                taker_buy_quote_volume=(taker * mid).quantize(Decimal("0.01")),
             )
         )
         price = float(c)

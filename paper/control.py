@@ -4,7 +4,8 @@
 Method   Path                    Body / answer
 =======  ======================  ==============================================================
 POST     /paper/v1/price         ``{"symbol": "BTCUSDT", "price": "100000"}``: last and mark
-                                 price jump there and the matching engine runs
+                                 price jump there and the matching engine runs; an optional
+                                 ``"mark_price"`` sets the mark price apart
 POST     /paper/v1/balance       ``{"asset": "USDT", "amount": "1833.33"}``: wallet balance
 POST     /paper/v1/reset         everything back to start: orders, positions, balance, prices,
                                  counters, faults, limits
@@ -42,7 +43,8 @@ def handle_control(app: PaperApp, method: str, path: str, data: dict[str, Any]) 
         price = Decimal(str(data["price"]))
         if price <= 0:
             return 400, {"error": "price must be positive"}
-        engine.set_price(symbol, price)
+        mark = Decimal(str(data["mark_price"])) if data.get("mark_price") else None
+        engine.set_price(symbol, price, mark)
         app.on_mutation()
         return 200, {"symbol": symbol, "price": str(price)}
     if (method, name) == ("POST", "balance"):
@@ -52,7 +54,7 @@ def handle_control(app: PaperApp, method: str, path: str, data: dict[str, Any]) 
     if (method, name) == ("POST", "reset"):
         engine.reset()
         app.reset_counters()
-        app.limits.__init__()  # type: ignore[misc]
+        app.limits = type(app.limits)()
         engine.slippage = Decimal(0)
         app.on_mutation()
         return 200, {"reset": True}

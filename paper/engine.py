@@ -132,19 +132,25 @@ class Engine:
             self.wallet[asset] = amount
             self._check_liquidations()
 
-    def set_price(self, symbol: str, price: Decimal) -> None:
-        """Jump last and mark price to ``price`` and match; triggered stops fill at ``price``."""
-        self._move(symbol, price, continuous=False)
+    def set_price(self, symbol: str, price: Decimal, mark: Decimal | None = None) -> None:
+        """Jump last price (and mark price, unless ``mark`` is given) and match.
+
+        A jump is a gap: stops it passes fill at ``price``, not at their trigger.
+        """
+        self._move(symbol, price, continuous=False, mark=mark)
 
     def move_price(self, symbol: str, price: Decimal) -> None:
         """Move continuously to ``price``; a stop passed on the way fills at its trigger."""
         self._move(symbol, price, continuous=True)
 
-    def _move(self, symbol: str, price: Decimal, *, continuous: bool) -> None:
+    def _move(
+        self, symbol: str, price: Decimal, *, continuous: bool, mark: Decimal | None = None
+    ) -> None:
         sym = self._sym(symbol)
         with self.lock:
             start = self.last.get(symbol, price)
-            self.last[symbol] = self.mark[symbol] = price
+            self.last[symbol] = price
+            self.mark[symbol] = price if mark is None else mark
             self._match(sym, start, price, continuous=continuous)
             self._check_liquidations()
         for listener in self.listeners:
@@ -451,7 +457,7 @@ class Engine:
         reduce_only = p.boolean("reduceOnly")
         working_type = p.text("workingType", "CONTRACT_PRICE") or "CONTRACT_PRICE"
         if working_type not in ("CONTRACT_PRICE", "MARK_PRICE"):
-            raise BinanceError(-4031, f"Invalid parameter working type: {working_type}")
+            raise reject(-4031, working_type)
         if close_position:
             if order_type not in ("STOP_MARKET", "TAKE_PROFIT_MARKET"):
                 raise reject(-4136, order_type, "true")
@@ -466,7 +472,7 @@ class Engine:
             callback_in = p.decimal("callbackRate", required=True)
             assert callback_in is not None
             if not Decimal("0.1") <= callback_in <= Decimal("10"):
-                raise BinanceError(-4135, "Invalid callBackRate")
+                raise reject(-1130, "callbackRate")
             callback = callback_in
             activate_in = p.decimal("activatePrice")
             if activate_in is not None:
@@ -611,7 +617,9 @@ class Engine:
                 order.side == "SELL" and end >= order.price
             ):
                 self._fill(order, order.orig_qty - order.executed_qty, order.price, maker=True)
-        # Stops fire in the order the price path reaches them.
+        # Stops fire in the order the price path reaches them. A triggered stop is a market
+        # order: after a jump it fills at the last price, whatever price triggered it.
+        last = self.last[sym.name]
         due: list[tuple[Decimal, AlgoOrder, Decimal]] = []
         for algo in list(self.algos.values()):
             if not algo.is_open or algo.symbol != sym.name:
@@ -621,9 +629,9 @@ class Engine:
                 stop = self._trailing_stop(algo, price)
                 if stop is None:
                     continue
-                fill = stop if continuous else price
+                fill = stop if continuous else last
             elif _triggered(algo.order_type, algo.side, algo.trigger_price, price):
-                fill = algo.trigger_price if continuous else price
+                fill = algo.trigger_price if continuous else last
             else:
                 continue
             due.append((abs(fill - start), algo, fill))

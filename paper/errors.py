@@ -52,6 +52,7 @@ ERRORS: dict[int, tuple[int, str]] = {
     -4023: (400, "Qty not increased by step size."),
     -4024: (400, "Price is lower than mark price multiplier floor."),
     -4028: (400, "Leverage %s is not valid"),
+    -4031: (400, "Invalid parameter working type: %s"),
     -4045: (400, "Reach max stop order limit."),
     -4046: (400, "No need to change margin type."),
     -4047: (400, "Margin type cannot be changed if there exists open orders."),

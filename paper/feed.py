@@ -111,12 +111,13 @@ class ReplayFeed:
         return candle.open_time + self.point * MINUTE_MS // self.POINTS
 
     def prime(self) -> None:
-        """Load the warm-up history and put prices at the first played candle's open."""
+        """Load the warm-up history and put prices at its last close."""
         for name, rows in self.candles.items():
             self.market.load_history(name, rows[: self.warmup])
-            if self.index < len(rows):
-                with self.engine.lock:
-                    self.engine.last[name] = self.engine.mark[name] = rows[self.index].open
+            # Prices start where the history ends; the first step then plays the next open.
+            start = rows[self.index - 1].close if self.index else rows[0].open
+            with self.engine.lock:
+                self.engine.last[name] = self.engine.mark[name] = start
         self.market.clock = self.market_time
 
     def step(self) -> bool:

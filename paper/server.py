@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import math
+import socket
 import threading
 import time
 from collections import Counter
@@ -433,6 +434,9 @@ class PaperApp:
             }
 
 
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
+
+
 def _ms() -> int:
     return int(time.time() * 1000)
 
@@ -461,6 +465,12 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: PaperHTTPServer
 
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in one write; without NODELAY a keep-alive client would wait
+        # for its delayed ACK (about 40 ms) on every request.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s " + format, self.client_address[0], *args)
 
@@ -479,13 +489,14 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None:
             fault.after(self.server.app.stopping)
         try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json;charset=UTF-8")
-            self.send_header("Content-Length", str(len(payload)))
-            for name, value in out.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
+            lines = [
+                f"HTTP/1.1 {status} {_REASONS.get(status, '')}",
+                "Content-Type: application/json;charset=UTF-8",
+                f"Content-Length: {len(payload)}",
+                *(f"{name}: {value}" for name, value in out.items()),
+            ]
+            self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
+            self.log_request(status)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 

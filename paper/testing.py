@@ -113,9 +113,20 @@ class PaperControl:
         except urllib.error.HTTPError as e:
             raise PaperControlError(f"{method} {name}: {e.code} {e.read().decode()}") from e
 
-    def set_price(self, symbol: str, price: str | Decimal | float) -> None:
-        """Jump last and mark price of ``symbol`` to ``price``; orders that cross fill."""
-        self._call("POST", "price", {"symbol": symbol, "price": str(price)})
+    def set_price(
+        self,
+        symbol: str,
+        price: str | Decimal | float,
+        mark_price: str | Decimal | float | None = None,
+    ) -> None:
+        """Jump last and mark price of ``symbol`` to ``price``; orders that cross fill.
+
+        ``mark_price`` sets the mark price apart from the last price (for MARK_PRICE stops).
+        """
+        body = {"symbol": symbol, "price": str(price)}
+        if mark_price is not None:
+            body["mark_price"] = str(mark_price)
+        self._call("POST", "price", body)
 
     def set_balance(self, asset: str, amount: str | Decimal | float) -> None:
         """Set the wallet balance of ``asset`` (USDT)."""

@@ -1,0 +1,52 @@
+"""``python manage.py paper_exchange``: run the paper exchange until Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from paper.runtime import PaperExchange
+
+
+class Command(BaseCommand):
+    help = "Run the paper exchange: a Binance USDT-M futures simulator for ccxt binanceusdm."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8700)
+        parser.add_argument("--feed", choices=("replay", "static"), default="static")
+        parser.add_argument(
+            "--speed", type=float, default=1.0, help="replay speed, times real time"
+        )
+        parser.add_argument(
+            "--state", type=Path, default=None, help="JSON file restored at start, kept saved"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        exchange = PaperExchange(
+            host=options["host"],
+            port=options["port"],
+            feed=options["feed"],
+            speed=options["speed"],
+            state_file=options["state"],
+        ).start()
+        self.stdout.write(
+            f"paper exchange on {exchange.url} (feed {options['feed']}, speed"
+            f" {options['speed']}, state {options['state'] or 'in memory'}); Ctrl-C stops"
+        )
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            exchange.stop()
+            self.stdout.write("paper exchange stopped")
