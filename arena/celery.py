@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from celery import Celery
+from celery.signals import worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arena.settings.local")
 
@@ -21,3 +22,11 @@ def _create_embedded_broker_folders(sender: Celery, **kwargs: object) -> None:
     for key in ("data_folder_in", "data_folder_out", "control_folder"):
         if options.get(key):
             Path(options[key]).mkdir(parents=True, exist_ok=True)
+
+
+@worker_ready.connect
+def _reconcile_on_start(**kwargs: object) -> None:
+    """Compare the database with the exchange whenever a worker starts (in the background)."""
+    from trading.reconcile import reconcile_on_worker_ready
+
+    reconcile_on_worker_ready(**kwargs)

@@ -6,7 +6,10 @@ from celery import shared_task
 
 
 @shared_task(
-    name="dashboard.tasks.equity_snapshot_task", ignore_result=True, soft_time_limit=30, time_limit=45
+    name="dashboard.tasks.equity_snapshot_task",
+    ignore_result=True,
+    soft_time_limit=30,
+    time_limit=45,
 )
 def equity_snapshot_task() -> None:
     """Record one equity snapshot (one balance request). Safe to run twice: one more point."""

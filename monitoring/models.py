@@ -133,7 +133,10 @@ class Heartbeat(models.Model):
     finished_at = models.DateTimeField(db_index=True)
     duration_ms = models.PositiveIntegerField()
     requests = models.PositiveIntegerField(help_text="Requests sent to the exchange.")
-    weight = models.PositiveIntegerField(help_text="Request weight the exchange counted.")
+    weight = models.PositiveIntegerField(
+        help_text="Request weight used in the current minute as the exchange last reported it "
+        "(X-MBX-USED-WEIGHT-1M) at the end of the pass."
+    )
     positions = models.PositiveIntegerField(default=0, help_text="Open positions looked at.")
     actions = models.PositiveIntegerField(
         default=0, help_text="Orders placed or cancelled, positions recorded or adopted."

@@ -57,9 +57,9 @@ def lease_release(*, name: str, owner: str, error: str = "") -> str | None:
     """
     error = error[:255]
     changed = (
-        Lease.objects.filter(name=name, owner=owner).exclude(last_error=error).update(
-            last_error=error
-        )
+        Lease.objects.filter(name=name, owner=owner)
+        .exclude(last_error=error)
+        .update(last_error=error)
         > 0
     )
     Lease.objects.filter(name=name, owner=owner).update(owner="", expires_at=None)
@@ -147,7 +147,9 @@ def alert_raise(
     logger.log(_SEVERITY_LEVELS.get(severity, logging.WARNING), "[Alert] %s: %s", key, message)
     if not config.configured and not _unconfigured_logged:
         _unconfigured_logged = True
-        logger.info("Telegram is not configured (TELEGRAM_BOT_TOKEN/CHAT_ID): alerts are stored only")
+        logger.info(
+            "Telegram is not configured (TELEGRAM_BOT_TOKEN/CHAT_ID): alerts are stored only"
+        )
     return alert
 
 
@@ -158,7 +160,7 @@ def _delivery_enqueue(*, alert_id: int) -> None:
         # retry=False: with the broker down, publishing must fail fast rather than stall the
         # caller (the guard); the sentinel re-queues alerts whose task never ran.
         alert_deliver_task.apply_async(args=[alert_id], retry=False)
-    except Exception as exc:  # noqa: BLE001 - any broker failure; the alert is already stored
+    except Exception as exc:
         logger.warning("Alert %s stored but not queued for Telegram: %s", alert_id, exc)
 
 
@@ -221,7 +223,9 @@ def alerts_requeue_lost() -> int:
     """Queue again the pending alerts whose delivery task seems lost; return how many."""
     now = timezone.now()
     lost = list(
-        Alert.objects.filter(delivery=Alert.Delivery.PENDING, created_at__lte=now - DELIVERY_LOST_AFTER)
+        Alert.objects.filter(
+            delivery=Alert.Delivery.PENDING, created_at__lte=now - DELIVERY_LOST_AFTER
+        )
         .filter(Q(delivery_claimed_until__isnull=True) | Q(delivery_claimed_until__lte=now))
         .values_list("id", flat=True)[:100]
     )

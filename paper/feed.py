@@ -80,12 +80,14 @@ class ReplayFeed:
         speed: float = 1.0,
         warmup: int = 500,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
         self.market = market
         self.candles = {k: v for k, v in candles.items() if k in engine.last and v}
         self.speed = speed
         self.clock = clock
+        self.wall_clock = wall_clock
         length = min((len(v) for v in self.candles.values()), default=0)
         self.warmup = min(warmup, max(0, length - 1))
         self.index = self.warmup
@@ -119,6 +121,20 @@ class ReplayFeed:
             with self.engine.lock:
                 self.engine.last[name] = self.engine.mark[name] = start
         self.market.clock = self.market_time
+        self.market.serve_shift = self.serve_shift
+
+    def serve_shift(self) -> int:
+        """Milliseconds that relabel the candle being played as the current wall-clock minute.
+
+        Replayed candles carry the times they were recorded (or generated) at; a client that
+        checks freshness against its own clock must see them as live, as on Binance.
+        """
+        now = int(self.wall_clock() * 1000)
+        rows = next(iter(self.candles.values()), [])
+        if not rows:
+            return 0
+        current = rows[min(self.index, self.length - 1)].open_time
+        return now - now % MINUTE_MS - current
 
     def step(self) -> bool:
         """Walk one point of the current candle on every symbol; False once the data ran out."""

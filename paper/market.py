@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -56,6 +57,9 @@ class Market:
         self.history: dict[str, list[Candle]] = {name: [] for name in symbols()}
         self.live: dict[str, _Live | None] = dict.fromkeys(symbols())
         self.clock = lambda: int(time.time() * 1000)
+        # Milliseconds added to candle times when served: the replay relabels its recorded
+        # candles so the one being played is the current wall-clock minute, as on a live venue.
+        self.serve_shift: Callable[[], int] = lambda: 0
 
     def load_history(self, symbol: str, candles: list[Candle]) -> None:
         with self.lock:
@@ -108,12 +112,18 @@ class Market:
             raise reject(-1130, "limit")
         start = p.integer("startTime")
         end = p.integer("endTime")
+        shift = self.serve_shift()
         rows = _aggregate(self.candles(sym.name), INTERVALS[interval])
         if start is not None:
-            rows = [c for c in rows if c.open_time >= start]
+            rows = [c for c in rows if c.open_time + shift >= start]
         if end is not None:
-            rows = [c for c in rows if c.open_time <= end]
+            rows = [c for c in rows if c.open_time + shift <= end]
         rows = rows[:limit] if start is not None else rows[-limit:]
+        if shift:
+            rows = [
+                replace(c, open_time=c.open_time + shift, close_time=c.close_time + shift)
+                for c in rows
+            ]
         return [c.to_binance() for c in rows]
 
     def _ticker(self, name: str) -> dict[str, Any]:

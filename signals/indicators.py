@@ -9,6 +9,7 @@ digits on every machine, which is what makes the rule-based agent reproducible.
 from __future__ import annotations
 
 import decimal
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -62,7 +63,7 @@ def rsi(values: Sequence[Decimal], period: int = 14) -> list[Decimal]:
     if len(values) <= period:
         return []
     with decimal.localcontext(_CONTEXT):
-        changes = [b - a for a, b in zip(values, values[1:], strict=False)]
+        changes = [b - a for a, b in itertools.pairwise(values)]
         gains = [max(change, Decimal(0)) for change in changes]
         losses = [max(-change, Decimal(0)) for change in changes]
         size = Decimal(period)

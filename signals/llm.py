@@ -10,7 +10,6 @@ refused: numbers are never fished out of free text, and the model never picks si
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -236,20 +235,18 @@ def llm_post(*, url: str, api_key: str, body: dict[str, Any], timeout: float) ->
         return LlmResponse(
             status=e.code, body=text, latency_ms=elapsed(), error=f"HTTP {e.code} {e.reason}"
         )
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         return LlmResponse(
             status=None, body="", latency_ms=elapsed(), error=f"timeout after {timeout:g}s"
         )
     except urllib.error.URLError as e:
-        if isinstance(e.reason, (TimeoutError, socket.timeout)):
+        if isinstance(e.reason, TimeoutError):
             error = f"timeout after {timeout:g}s"
         else:
             error = f"connection failed: {e.reason}"
         return LlmResponse(status=None, body="", latency_ms=elapsed(), error=error)
     except (OSError, ValueError) as e:
-        return LlmResponse(
-            status=None, body="", latency_ms=elapsed(), error=f"request failed: {e}"
-        )
+        return LlmResponse(status=None, body="", latency_ms=elapsed(), error=f"request failed: {e}")
 
 
 # --- Strict answer check ---------------------------------------------------------------------

@@ -2,8 +2,17 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from dashboard.admin_actions import EmergencyCloseActionMixin
 from risk.admin import RuleHistoryAdmin
-from trading.models import ExchangeRequest, Order, Position, Strategy, Symbol, TradingSwitch
+from trading.models import (
+    ExchangeRequest,
+    Order,
+    Position,
+    Strategy,
+    Symbol,
+    TradeEvent,
+    TradingSwitch,
+)
 
 
 @admin.register(Symbol)
@@ -84,7 +93,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Position)
-class PositionAdmin(ReadOnlyAdmin):
+class PositionAdmin(EmergencyCloseActionMixin, ReadOnlyAdmin):
     list_display = (
         "symbol",
         "side",
@@ -98,9 +107,12 @@ class PositionAdmin(ReadOnlyAdmin):
         "close_reason",
         "exit_price",
         "realized_pnl",
+        "fees",
+        "skip_reason",
     )
     list_filter = ("status", "side", "close_reason", "symbol")
     date_hierarchy = "opened_at"
+    search_fields = ("symbol__name", "opened_reason", "skip_reason")
 
 
 @admin.register(Order)
@@ -114,9 +126,12 @@ class OrderAdmin(ReadOnlyAdmin):
         "quantity",
         "stop_price",
         "status",
+        "filled_quantity",
+        "average_price",
         "client_order_id",
         "exchange_order_id",
         "error_code",
+        "error_message",
     )
     list_filter = ("status", "purpose", "symbol")
     search_fields = ("client_order_id", "exchange_order_id")
@@ -131,7 +146,16 @@ class ExchangeRequestAdmin(ReadOnlyAdmin):
         "client_order_id",
         "ok",
         "error_code",
+        "error_message",
         "latency_ms",
     )
     list_filter = ("ok", "action", "error_code")
     search_fields = ("client_order_id", "symbol")
+
+
+@admin.register(TradeEvent)
+class TradeEventAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "symbol", "kind", "position", "message", "actor")
+    list_filter = ("kind", "symbol", "actor")
+    search_fields = ("message",)
+    date_hierarchy = "created_at"

@@ -8,9 +8,41 @@ returns the dataclasses below with ``Decimal`` for every price, quantity and amo
 
 from __future__ import annotations
 
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
+
+import ccxt
+from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
+
+from trading.errors import (
+    AuthenticationFailed,
+    ClockSkew,
+    OperatorActionRequired,
+    OrderNotFound,
+    OrderRejected,
+    RateLimited,
+    TemporaryError,
+)
+from trading.errors import ExchangeError as ArenaExchangeError
+from trading.exchange_client import create_ccxt_client
+from trading.locks import db_write_lock
+from trading.models import ExchangeRequest
+from trading.retry import RetryPolicy, call_with_retry, default_retry_policy
+
+logger = logging.getLogger(__name__)
+
+ACCOUNT_MODE_MAX_AGE = 300.0
+# When this process last saw each account (by API root) in one-way, single-asset mode.
+_account_mode_checked: dict[str, float] = {}
 
 
 @dataclass(frozen=True)
@@ -54,6 +86,8 @@ class ExchangeOrder:
     stop_price: Decimal | None
     reduce_only: bool
     close_position: bool
+    # For a triggered conditional order: the id of the market order it became (its fills).
+    actual_order_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -120,7 +154,8 @@ class ExchangeGateway:
     hedge or multi-assets mode.
 
     Orders (the client order id is always ours, derived from our Order row):
-    ``create_market_order(*, symbol, side, quantity, client_order_id, reduce_only) -> ExchangeOrder``,
+    ``create_market_order(*, symbol, side, quantity, client_order_id, reduce_only)
+    -> ExchangeOrder``,
     ``create_exit_order(*, symbol, side, kind, stop_price, client_order_id) -> ExchangeOrder``
     (kind "SL" -> STOP_MARKET, "TP" -> TAKE_PROFIT_MARKET, closePosition, workingType MARK_PRICE,
     on /fapi/v1/algoOrder), ``cancel_order(*, symbol, client_order_id, conditional) -> bool``
@@ -130,7 +165,769 @@ class ExchangeGateway:
     construction, for heartbeats and benchmarks.
     """
 
+    # ------------------------------------------------------------------ construction
+    def __init__(
+        self,
+        *,
+        client_factory: Callable[[], ccxt.binanceusdm],
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        self._client_factory = client_factory
+        self.client = client_factory()
+        # ccxt hands every raw answer to this hook: it is how the HTTP status, Retry-After and
+        # used weight reach error translation (ccxt itself keeps only the body).
+        self.client.on_rest_response = self._on_rest_response
+        self.retry_policy = retry_policy or default_retry_policy()
+        self.request_count = 0
+        self.weight_used = 0
+        self._last = threading.local()
+        self._backoff_until: datetime | None = None  # read from the request log on first use
 
-def exchange_gateway() -> ExchangeGateway:
-    """Return the gateway configured by the environment (EXCHANGE=paper|binance)."""
-    raise NotImplementedError
+    def clone(self) -> ExchangeGateway:
+        """A new gateway with the same configuration and clock offset, for another thread.
+
+        A ccxt client keeps per-request state, so a gateway is used by one thread at a time.
+        """
+        twin = ExchangeGateway(client_factory=self._client_factory, retry_policy=self.retry_policy)
+        twin.client.options["timeDifference"] = self.client.options.get("timeDifference", 0)
+        twin._backoff_until = self._backoff_until
+        return twin
+
+    # ------------------------------------------------------------------ reads
+    def fetch_balance(self) -> AccountBalance:
+        """The USDT-M account totals (1 request, GET /fapi/v2/account)."""
+        raw = self._call("fetch_balance", "fapiPrivateV2GetAccount", {})
+        return AccountBalance(
+            wallet=_dec(raw["totalWalletBalance"]),
+            equity=_dec(raw["totalMarginBalance"]),
+            available=_dec(raw["availableBalance"]),
+        )
+
+    def fetch_positions(self) -> list[ExchangePosition]:
+        """Every non-zero position (1 request, GET /fapi/v2/positionRisk)."""
+        rows = self._call("fetch_positions", "fapiPrivateV2GetPositionRisk", {})
+        return [p for p in (_position(row) for row in rows) if p is not None]
+
+    def fetch_position(self, *, symbol: str) -> ExchangePosition | None:
+        """The position in one symbol, None when flat (1 request)."""
+        rows = self._call(
+            "fetch_position", "fapiPrivateV2GetPositionRisk", {"symbol": symbol}, symbol=symbol
+        )
+        for row in rows:
+            position = _position(row)
+            if position is not None and position.symbol == symbol:
+                return position
+        return None
+
+    def fetch_open_orders(self, *, symbol: str | None = None) -> list[ExchangeOrder]:
+        """Open regular orders, of all symbols or one (1 request)."""
+        params = {"symbol": symbol} if symbol else {}
+        rows = self._call(
+            "fetch_open_orders", "fapiPrivateGetOpenOrders", params, symbol=symbol or ""
+        )
+        return [_regular_order(row) for row in rows]
+
+    def fetch_open_conditional_orders(self, *, symbol: str | None = None) -> list[ExchangeOrder]:
+        """Open algo (conditional) orders, of all symbols or one (1 request)."""
+        params = {"symbol": symbol} if symbol else {}
+        rows = self._call(
+            "fetch_open_conditional_orders",
+            "fapiPrivateGetOpenAlgoOrders",
+            params,
+            symbol=symbol or "",
+        )
+        return [_algo_order(row) for row in rows]
+
+    def fetch_order(
+        self, *, symbol: str, client_order_id: str, conditional: bool
+    ) -> ExchangeOrder | None:
+        """Look an order up by our client order id; None when the exchange does not know it."""
+        try:
+            return self._fetch_order_once(
+                symbol=symbol, client_order_id=client_order_id, conditional=conditional
+            )
+        except OrderNotFound:
+            return None
+
+    def fetch_mark_price(self, *, symbol: str) -> Decimal:
+        """The mark price of one symbol (1 request, GET /fapi/v1/premiumIndex)."""
+        raw = self._call(
+            "fetch_mark_price", "fapiPublicGetPremiumIndex", {"symbol": symbol}, symbol=symbol
+        )
+        return _dec(raw["markPrice"])
+
+    def fetch_mark_prices(self) -> dict[str, Decimal]:
+        """The mark price of every symbol (1 request)."""
+        rows = self._call("fetch_mark_prices", "fapiPublicGetPremiumIndex", {})
+        return {row["symbol"]: _dec(row["markPrice"]) for row in rows}
+
+    def fetch_funding_rate(self, *, symbol: str) -> Decimal:
+        """The last funding rate of one symbol (1 request)."""
+        raw = self._call(
+            "fetch_funding_rate", "fapiPublicGetPremiumIndex", {"symbol": symbol}, symbol=symbol
+        )
+        return _dec(raw["lastFundingRate"])
+
+    def fetch_candles(self, *, symbol: str, interval: str, limit: int) -> list[Candle]:
+        """The latest ``limit`` candles, oldest first (1 request, GET /fapi/v1/klines)."""
+        rows = self.fetch_kline_rows(symbol=symbol, interval=interval, limit=limit)
+        return [
+            Candle(
+                open_time=_time(row[0]),
+                open=_dec(row[1]),
+                high=_dec(row[2]),
+                low=_dec(row[3]),
+                close=_dec(row[4]),
+                volume=_dec(row[5]),
+            )
+            for row in rows
+        ]
+
+    def fetch_kline_rows(
+        self,
+        *,
+        symbol: str,
+        interval: str,
+        limit: int,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> list[list[Any]]:
+        """Raw kline rows as Binance sends them (1 request), for downloads that keep every
+        column."""
+        params: dict[str, Any] = {"symbol": symbol, "interval": interval, "limit": limit}
+        if start_ms is not None:
+            params["startTime"] = start_ms
+        if end_ms is not None:
+            params["endTime"] = end_ms
+        return self._call("fetch_candles", "fapiPublicGetKlines", params, symbol=symbol)
+
+    def fetch_fills(self, *, symbol: str, since: datetime | None) -> list[Fill]:
+        """This account's trades in one symbol, oldest first (1 request, GET userTrades)."""
+        params: dict[str, Any] = {"symbol": symbol, "limit": 1000}
+        if since is not None:
+            params["startTime"] = int(since.timestamp() * 1000)
+        rows = self._call("fetch_fills", "fapiPrivateGetUserTrades", params, symbol=symbol)
+        return [
+            Fill(
+                symbol=row["symbol"],
+                order_id=str(row["orderId"]),
+                side=row["side"],
+                price=_dec(row["price"]),
+                quantity=_dec(row["qty"]),
+                realized_pnl=_dec(row["realizedPnl"]),
+                commission=_dec(row["commission"]),
+                time=_time(row["time"]),
+            )
+            for row in rows
+        ]
+
+    def fetch_symbol_rules(self) -> list[SymbolRules]:
+        """Filters of every trading symbol (2 requests: exchangeInfo and leverageBracket)."""
+        info = self._call("fetch_exchange_info", "fapiPublicGetExchangeInfo", {})
+        brackets = self._call("fetch_leverage_brackets", "fapiPrivateGetLeverageBracket", {})
+        max_leverage = {
+            row["symbol"]: max(int(b["initialLeverage"]) for b in row["brackets"])
+            for row in brackets
+        }
+        return [
+            _symbol_rules(raw, max_leverage.get(raw["symbol"], 1))
+            for raw in info["symbols"]
+            if raw.get("status", "TRADING") == "TRADING"
+        ]
+
+    # ------------------------------------------------------------------ account set-up
+    def check_account_mode(self, *, max_age_seconds: float = ACCOUNT_MODE_MAX_AGE) -> None:
+        """Refuse hedge mode and multi-assets mode (2 requests; none when this process saw the
+        account pass within ``max_age_seconds`` — each weighs 30, and they rarely change)."""
+        key = self.client.urls["api"]["fapiPrivate"]
+        checked = _account_mode_checked.get(key)
+        if checked is not None and time.monotonic() - checked < max_age_seconds:
+            return
+        dual = self._call("fetch_position_mode", "fapiPrivateGetPositionSideDual", {})
+        if _bool(dual.get("dualSidePosition")):
+            raise OperatorActionRequired(
+                "The account is in hedge mode (dual-side positions). The bot trades one-way "
+                "positions only: switch the account to one-way mode on Binance."
+            )
+        multi = self._call("fetch_multi_assets_mode", "fapiPrivateGetMultiAssetsMargin", {})
+        if _bool(multi.get("multiAssetsMargin")):
+            raise OperatorActionRequired(
+                "The account is in multi-assets margin mode. The bot sizes in USDT only: switch "
+                "the account to single-asset mode on Binance."
+            )
+        _account_mode_checked[key] = time.monotonic()
+
+    def fetch_symbol_settings(self, *, symbol: str) -> tuple[int, str]:
+        """The exchange's (leverage, margin type) for one symbol (1 request, symbolConfig)."""
+        rows = self._call(
+            "fetch_symbol_config", "fapiPrivateGetSymbolConfig", {"symbol": symbol}, symbol=symbol
+        )
+        row = next(r for r in rows if r["symbol"] == symbol)
+        return int(row["leverage"]), _margin_type(row["marginType"])
+
+    def ensure_leverage(self, *, symbol: str, leverage: int) -> bool:
+        """Set the leverage when the exchange differs (1 request, 2 when changed)."""
+        current, _ = self.fetch_symbol_settings(symbol=symbol)
+        if current == leverage:
+            return False
+        self._call(
+            "set_leverage",
+            "fapiPrivatePostLeverage",
+            {"symbol": symbol, "leverage": leverage},
+            symbol=symbol,
+        )
+        return True
+
+    def ensure_margin_type(self, *, symbol: str, margin_type: str) -> bool:
+        """Set the margin type when the exchange differs (1 request, 2 when changed)."""
+        _, current = self.fetch_symbol_settings(symbol=symbol)
+        if current == margin_type:
+            return False
+        return self._set_margin_type(symbol=symbol, margin_type=margin_type)
+
+    def ensure_symbol_settings(
+        self, *, symbol: str, leverage: int, margin_type: str
+    ) -> tuple[bool, bool]:
+        """Both at once: one read, then a write for each that differs. (changed, changed)."""
+        current_leverage, current_margin = self.fetch_symbol_settings(symbol=symbol)
+        margin_changed = False
+        if current_margin != margin_type:
+            # Margin type first: Binance refuses it with open orders or a position, and the
+            # leverage is per margin type anyway.
+            margin_changed = self._set_margin_type(symbol=symbol, margin_type=margin_type)
+        leverage_changed = False
+        if current_leverage != leverage:
+            self._call(
+                "set_leverage",
+                "fapiPrivatePostLeverage",
+                {"symbol": symbol, "leverage": leverage},
+                symbol=symbol,
+            )
+            leverage_changed = True
+        return leverage_changed, margin_changed
+
+    def resync_clock(self) -> None:
+        """Measure the offset to the exchange clock (1 request) so signatures stay valid."""
+        self._attempt("resync_clock", lambda: self.client.load_time_difference(), "", "")
+
+    # ------------------------------------------------------------------ orders
+    def create_market_order(
+        self, *, symbol: str, side: str, quantity: Decimal, client_order_id: str, reduce_only: bool
+    ) -> ExchangeOrder:
+        """Send a market order (1 request; after a lost answer, a lookup by client id first)."""
+        params = {
+            "symbol": symbol,
+            "side": side,
+            "type": "MARKET",
+            "quantity": _plain(quantity),
+            "newClientOrderId": client_order_id,
+            "newOrderRespType": "RESULT",
+        }
+        if reduce_only:
+            params["reduceOnly"] = "true"
+        raw = self._call_order(
+            "create_market_order",
+            "fapiPrivatePostOrder",
+            params,
+            symbol=symbol,
+            client_order_id=client_order_id,
+            conditional=False,
+        )
+        return raw if isinstance(raw, ExchangeOrder) else _regular_order(raw)
+
+    def create_exit_order(
+        self, *, symbol: str, side: str, kind: str, stop_price: Decimal, client_order_id: str
+    ) -> ExchangeOrder:
+        """Place a closePosition stop-loss ("SL") or take-profit ("TP") on the mark price
+        (1 request to /fapi/v1/algoOrder; after a lost answer, a lookup by client id first)."""
+        order_type = {"SL": "STOP_MARKET", "TP": "TAKE_PROFIT_MARKET"}[kind]
+        params = {
+            "algoType": "CONDITIONAL",
+            "symbol": symbol,
+            "side": side,
+            "type": order_type,
+            "triggerPrice": _plain(stop_price),
+            "closePosition": "true",
+            "workingType": "MARK_PRICE",
+            "clientAlgoId": client_order_id,
+        }
+        raw = self._call_order(
+            "create_exit_order",
+            "fapiPrivatePostAlgoOrder",
+            params,
+            symbol=symbol,
+            client_order_id=client_order_id,
+            conditional=True,
+        )
+        return raw if isinstance(raw, ExchangeOrder) else _algo_order(raw)
+
+    def cancel_order(self, *, symbol: str, client_order_id: str, conditional: bool) -> bool:
+        """Cancel one order by client id (1 request); False when it is already gone."""
+        if conditional:
+            method, params = "fapiPrivateDeleteAlgoOrder", {"clientAlgoId": client_order_id}
+        else:
+            method = "fapiPrivateDeleteOrder"
+            params = {"symbol": symbol, "origClientOrderId": client_order_id}
+        try:
+            self._call(
+                "cancel_order", method, params, symbol=symbol, client_order_id=client_order_id
+            )
+        except OrderNotFound:
+            return False
+        except OrderRejected as e:
+            # Binance answers -2011 "Unknown order" also for an order that already filled.
+            if e.code in NOT_FOUND_CODES:
+                return False
+            raise
+        return True
+
+    def cancel_all_orders(self, *, symbol: str) -> None:
+        """Cancel every regular and conditional order of one symbol (2 requests)."""
+        self._call(
+            "cancel_all_orders", "fapiPrivateDeleteAllOpenOrders", {"symbol": symbol}, symbol=symbol
+        )
+        self._call(
+            "cancel_all_conditional_orders",
+            "fapiPrivateDeleteAlgoOpenOrders",
+            {"symbol": symbol},
+            symbol=symbol,
+        )
+
+    # ------------------------------------------------------------------ plumbing
+    def _set_margin_type(self, *, symbol: str, margin_type: str) -> bool:
+        try:
+            self._call(
+                "set_margin_type",
+                "fapiPrivatePostMarginType",
+                {"symbol": symbol, "marginType": margin_type},
+                symbol=symbol,
+            )
+        except OrderRejected as e:
+            if e.code == NO_NEED_TO_CHANGE_MARGIN_TYPE:
+                return False
+            raise
+        return True
+
+    def _fetch_order_once(
+        self, *, symbol: str, client_order_id: str, conditional: bool
+    ) -> ExchangeOrder:
+        if conditional:
+            raw = self._call(
+                "fetch_order",
+                "fapiPrivateGetAlgoOrder",
+                {"clientAlgoId": client_order_id},
+                symbol=symbol,
+                client_order_id=client_order_id,
+            )
+            return _algo_order(raw)
+        raw = self._call(
+            "fetch_order",
+            "fapiPrivateGetOrder",
+            {"symbol": symbol, "origClientOrderId": client_order_id},
+            symbol=symbol,
+            client_order_id=client_order_id,
+        )
+        return _regular_order(raw)
+
+    def _refuse_while_backing_off(self, action: str) -> None:
+        """Send nothing while the exchange has told us to wait (429/418 with Retry-After).
+
+        Binance lengthens a ban for every request sent during it. The wait is recorded on the
+        request log (``ExchangeRequest.retry_until``), so every worker of every process honours
+        it; it is read once per gateway, and any answered request lifts it.
+        """
+        if self._backoff_until is None:
+            self._backoff_until = _backoff_recorded()
+        remaining = (self._backoff_until - timezone.now()).total_seconds()
+        if remaining > 0:
+            raise RateLimited(
+                f"{action}: not sent, the exchange asked us to wait {remaining:.0f}s more",
+                code=-1003,
+                action=action,
+                retry_after=remaining,
+            )
+
+    def _call(
+        self,
+        action: str,
+        method: str,
+        params: dict[str, Any],
+        *,
+        symbol: str = "",
+        client_order_id: str = "",
+    ) -> Any:
+        """One endpoint under the retry policy; each attempt is one recorded request."""
+        self._refuse_while_backing_off(action)
+        return call_with_retry(
+            lambda: self._attempt(
+                action, lambda: getattr(self.client, method)(dict(params)), symbol, client_order_id
+            ),
+            policy=self.retry_policy,
+            action=action,
+            resync_clock=self.resync_clock,
+        )
+
+    def _call_order(
+        self,
+        action: str,
+        method: str,
+        params: dict[str, Any],
+        *,
+        symbol: str,
+        client_order_id: str,
+        conditional: bool,
+    ) -> Any:
+        """Send an order; a lost answer is resolved by looking the order up before resending."""
+
+        def send() -> Any:
+            try:
+                return self._attempt(
+                    action,
+                    lambda: getattr(self.client, method)(dict(params)),
+                    symbol,
+                    client_order_id,
+                )
+            except OrderRejected as e:
+                if e.code != DUPLICATE_CLIENT_ORDER_ID:
+                    raise
+                # The exchange already has this order open: it is ours, sent before.
+                return self._fetch_order_once(
+                    symbol=symbol, client_order_id=client_order_id, conditional=conditional
+                )
+
+        def recover() -> ExchangeOrder | None:
+            try:
+                return self._fetch_order_once(
+                    symbol=symbol, client_order_id=client_order_id, conditional=conditional
+                )
+            except OrderNotFound:
+                return None
+            except OrderRejected as e:
+                if e.code in NOT_FOUND_CODES:
+                    return None
+                raise
+
+        self._refuse_while_backing_off(action)
+        return call_with_retry(
+            send,
+            policy=self.retry_policy,
+            action=action,
+            resync_clock=self.resync_clock,
+            recover=recover,
+        )
+
+    def _attempt(
+        self, action: str, request: Callable[[], Any], symbol: str, client_order_id: str
+    ) -> Any:
+        """Send one request, record it, and translate a failure into ``trading.errors``."""
+        self._last.status = None
+        self._last.headers = None
+        self._last.body = None
+        started = time.monotonic()
+        self.request_count += 1
+        try:
+            result = request()
+        except ccxt.BaseError as e:
+            error = translate_error(
+                e,
+                action=action,
+                status=self._last.status,
+                headers=self._last.headers,
+                body=self._last.body,
+            )
+            retry_until = None
+            if isinstance(error, RateLimited):
+                retry_until = timezone.now() + timedelta(seconds=error.retry_after)
+                self._backoff_until = retry_until
+            _record(action, symbol, client_order_id, started, error, retry_until)
+            raise error from e
+        _record(action, symbol, client_order_id, started, None)
+        if self._backoff_until is not None and self._backoff_until > _EPOCH:
+            # The wait is over (the policy slept it out): lift it for every worker.
+            self._backoff_until = _EPOCH
+            _backoff_lift()
+        return result
+
+    def _on_rest_response(
+        self,
+        code: int,
+        reason: str,
+        url: str,
+        method: str,
+        response_headers: Any,
+        response_body: str,
+        request_headers: Any,
+        request_body: Any,
+    ) -> str:
+        self._last.status = code
+        self._last.headers = response_headers
+        self._last.body = response_body
+        used = (response_headers or {}).get("X-MBX-USED-WEIGHT-1M")
+        if used is not None and str(used).isdigit():
+            self.weight_used = int(used)
+        return response_body.strip()
+
+
+def exchange_gateway(*, retry_policy: RetryPolicy | None = None) -> ExchangeGateway:
+    """Return the gateway configured by the environment (EXCHANGE=paper|binance).
+
+    Keys come from settings (read from the environment) and go to ccxt only: never logged,
+    never stored.
+    """
+    timeout_ms = int(float(settings.EXCHANGE_TIMEOUT_SECONDS) * 1000)
+    if settings.EXCHANGE == "binance":
+        if not settings.BINANCE_API_KEY or not settings.BINANCE_API_SECRET:
+            raise OperatorActionRequired(
+                "EXCHANGE=binance needs BINANCE_API_KEY and BINANCE_API_SECRET in the environment."
+            )
+        key, secret = settings.BINANCE_API_KEY, settings.BINANCE_API_SECRET
+        base_url, demo = None, bool(settings.BINANCE_DEMO)
+    else:
+        key, secret = settings.PAPER_API_KEY, settings.PAPER_API_SECRET
+        base_url, demo = settings.PAPER_EXCHANGE_URL, False
+
+    def factory() -> ccxt.binanceusdm:
+        return create_ccxt_client(
+            api_key=key, api_secret=secret, base_url=base_url, demo=demo, timeout_ms=timeout_ms
+        )
+
+    return ExchangeGateway(client_factory=factory, retry_policy=retry_policy)
+
+
+# ---------------------------------------------------------------------- error translation
+# Binance codes, written once. ccxt picks its code table by the request's host, so against the
+# paper exchange (a local URL) many of these arrive as a bare ccxt.ExchangeError: the code
+# decides, the ccxt class is only the fallback when there is no code.
+RATE_LIMIT_CODES = frozenset({-1003, -1015})
+CLOCK_SKEW_CODES = frozenset({-1021})
+TEMPORARY_CODES = frozenset({-1001, -1006, -1007, -1008})
+AUTH_CODES = frozenset({-1002, -1022, -2014, -2015})
+NOT_FOUND_CODES = frozenset({-2011, -2013})
+DUPLICATE_CLIENT_ORDER_ID = -4116
+NO_NEED_TO_CHANGE_MARGIN_TYPE = -4046
+ORDER_ACTIONS = frozenset(
+    {"create_market_order", "create_exit_order", "cancel_order", "cancel_all_orders"}
+)
+
+_CODE = re.compile(r'"code"\s*:\s*"?(-?\d+)')
+_MSG = re.compile(r'"msg"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def parse_binance_error(text: str | None) -> tuple[int | None, str]:
+    """Binance's ``{"code": .., "msg": ..}`` from a body or a ccxt message; (None, "") if none."""
+    if not text:
+        return None, ""
+    code = _CODE.search(text)
+    msg = _MSG.search(text)
+    return (int(code.group(1)) if code else None), (msg.group(1) if msg else "")
+
+
+def translate_error(
+    error: Exception,
+    *,
+    action: str,
+    status: int | None = None,
+    headers: Any = None,
+    body: str | None = None,
+) -> ArenaExchangeError:
+    """Map a ccxt exception (with the raw answer, when there was one) to ``trading.errors``.
+
+    Order of evidence: Binance's code, then the HTTP status, then ccxt's class.
+    """
+    code, msg = parse_binance_error(body)
+    if code is None:
+        code, msg = parse_binance_error(str(error))
+    text = f"{action}: {msg or error}"
+    if status in (418, 429) or code in RATE_LIMIT_CODES:
+        return RateLimited(text, code=code, action=action, retry_after=_retry_after(headers))
+    if code in CLOCK_SKEW_CODES:
+        return ClockSkew(text, code=code, action=action)
+    if code in TEMPORARY_CODES or (status is not None and status >= 500):
+        return TemporaryError(text, code=code, action=action)
+    if code in AUTH_CODES:
+        return AuthenticationFailed(text, code=code, action=action)
+    if code in NOT_FOUND_CODES:
+        return OrderNotFound(text, code=code, action=action)
+    if code is not None or (status is not None and 400 <= status < 500 and status != 408):
+        # The exchange judged the request itself: resending it cannot change the answer.
+        kind = OrderRejected if action in ORDER_ACTIONS else ArenaExchangeError
+        return kind(text, code=code, action=action)
+    if isinstance(error, ccxt.DDoSProtection):
+        return RateLimited(text, code=code, action=action, retry_after=_retry_after(headers))
+    if isinstance(error, ccxt.NetworkError):  # timeouts, dropped connections, 5xx
+        return TemporaryError(text, code=code, action=action)
+    if isinstance(error, ccxt.AuthenticationError):
+        return AuthenticationFailed(text, code=code, action=action)
+    if isinstance(error, ccxt.OrderNotFound):
+        return OrderNotFound(text, code=code, action=action)
+    if isinstance(error, ccxt.InvalidOrder | ccxt.InsufficientFunds):
+        return OrderRejected(text, code=code, action=action)
+    return ArenaExchangeError(text, code=code, action=action)
+
+
+def _retry_after(headers: Any) -> float:
+    raw = (headers or {}).get("Retry-After")
+    try:
+        return max(0.0, float(raw)) if raw is not None else 1.0
+    except (TypeError, ValueError):
+        return 1.0
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _backoff_recorded() -> datetime:
+    """The latest wait the exchange asked for that is not over yet (the epoch when none)."""
+    try:
+        latest = (
+            ExchangeRequest.objects.filter(retry_until__gt=timezone.now())
+            .order_by("-retry_until")
+            .values_list("retry_until", flat=True)
+            .first()
+        )
+    except DatabaseError:
+        logger.exception("could not read the exchange's backoff from the request log")
+        return _EPOCH
+    return latest or _EPOCH
+
+
+def _backoff_lift() -> None:
+    try:
+        with db_write_lock:
+            ExchangeRequest.objects.filter(retry_until__gt=timezone.now()).update(retry_until=None)
+    except DatabaseError:
+        logger.exception("could not lift the exchange's backoff in the request log")
+
+
+def _record(
+    action: str,
+    symbol: str,
+    client_order_id: str,
+    started: float,
+    error: ArenaExchangeError | None,
+    retry_until: datetime | None = None,
+) -> None:
+    """One insert per request; a failing request log never stops trading."""
+    try:
+        with db_write_lock:
+            ExchangeRequest.objects.create(
+                action=action[:64],
+                symbol=symbol[:32],
+                client_order_id=client_order_id[:36],
+                latency_ms=int((time.monotonic() - started) * 1000),
+                ok=error is None,
+                error_code=None if error is None else error.code,
+                error_message="" if error is None else str(error)[:255],
+                retry_until=retry_until,
+            )
+    except DatabaseError:
+        logger.exception("could not record exchange request %s", action)
+
+
+# ---------------------------------------------------------------------- parsing
+def _dec(value: Any) -> Decimal:
+    # Binance sends amounts as strings; str() keeps a stray JSON number exact as printed.
+    return Decimal(str(value))
+
+
+def _positive_or_none(value: Any) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    number = _dec(value)
+    return number if number > 0 else None
+
+
+def _plain(value: Decimal) -> str:
+    """A decimal as Binance reads it: no exponent, no trailing zeros."""
+    text = format(value.normalize(), "f")
+    return text
+
+
+def _bool(value: Any) -> bool:
+    return value is True or str(value).lower() == "true"
+
+
+def _time(ms: Any) -> datetime:
+    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+
+
+def _margin_type(raw: str) -> str:
+    return "ISOLATED" if raw.upper() == "ISOLATED" else "CROSSED"
+
+
+def _position(row: dict[str, Any]) -> ExchangePosition | None:
+    amount = _dec(row["positionAmt"])
+    if not amount:
+        return None
+    leverage = int(row["leverage"])
+    notional = abs(_dec(row.get("notional") or "0"))
+    margin_type = _margin_type(row.get("marginType", "cross"))
+    return ExchangePosition(
+        symbol=row["symbol"],
+        side="LONG" if amount > 0 else "SHORT",
+        quantity=abs(amount),
+        entry_price=_dec(row["entryPrice"]),
+        mark_price=_dec(row["markPrice"]),
+        unrealized_pnl=_dec(row["unRealizedProfit"]),
+        leverage=leverage,
+        margin_type=margin_type,
+        initial_margin=notional / leverage,
+    )
+
+
+def _regular_order(raw: dict[str, Any]) -> ExchangeOrder:
+    return ExchangeOrder(
+        symbol=raw["symbol"],
+        client_order_id=raw["clientOrderId"],
+        exchange_order_id=str(raw["orderId"]),
+        is_conditional=False,
+        order_type=raw.get("origType") or raw["type"],
+        side=raw["side"],
+        status=raw["status"],
+        quantity=_dec(raw.get("origQty") or "0"),
+        filled_quantity=_dec(raw.get("executedQty") or "0"),
+        average_price=_positive_or_none(raw.get("avgPrice")),
+        stop_price=_positive_or_none(raw.get("stopPrice")),
+        reduce_only=_bool(raw.get("reduceOnly")),
+        close_position=_bool(raw.get("closePosition")),
+    )
+
+
+def _algo_order(raw: dict[str, Any]) -> ExchangeOrder:
+    return ExchangeOrder(
+        symbol=raw["symbol"],
+        client_order_id=raw["clientAlgoId"],
+        exchange_order_id=str(raw["algoId"]),
+        is_conditional=True,
+        order_type=raw["orderType"],
+        side=raw["side"],
+        status=raw["algoStatus"],
+        quantity=_dec(raw.get("quantity") or "0"),
+        filled_quantity=Decimal("0"),
+        average_price=_positive_or_none(raw.get("actualPrice")),
+        stop_price=_positive_or_none(raw.get("triggerPrice")),
+        reduce_only=_bool(raw.get("reduceOnly")),
+        close_position=_bool(raw.get("closePosition")),
+        actual_order_id=str(raw.get("actualOrderId") or ""),
+    )
+
+
+def _symbol_rules(raw: dict[str, Any], max_leverage: int) -> SymbolRules:
+    filters = {f["filterType"]: f for f in raw["filters"]}
+    lot, market_lot = filters["LOT_SIZE"], filters.get("MARKET_LOT_SIZE", filters["LOT_SIZE"])
+    return SymbolRules(
+        symbol=raw["symbol"],
+        base_asset=raw["baseAsset"],
+        quote_asset=raw["quoteAsset"],
+        tick_size=_dec(filters["PRICE_FILTER"]["tickSize"]).normalize(),
+        step_size=_dec(lot["stepSize"]).normalize(),
+        min_qty=_dec(lot["minQty"]).normalize(),
+        max_qty=_dec(lot["maxQty"]).normalize(),
+        market_step_size=_dec(market_lot["stepSize"]).normalize(),
+        market_min_qty=_dec(market_lot["minQty"]).normalize(),
+        market_max_qty=_dec(market_lot["maxQty"]).normalize(),
+        min_notional=_dec(filters.get("MIN_NOTIONAL", {}).get("notional", "0")).normalize(),
+        price_precision=int(raw["pricePrecision"]),
+        quantity_precision=int(raw["quantityPrecision"]),
+        max_leverage=max_leverage,
+    )

@@ -28,6 +28,12 @@ def _is_multiple(value: Decimal, step: Decimal) -> bool:
     return step > 0 and value % step == 0
 
 
+def _plain(value: Decimal) -> Decimal:
+    """Drop the column's padding zeros (0.0010000000 -> 0.001, 1000.0000000000 -> 1000), so
+    refusal reasons read like Binance's filters."""
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
+
+
 class Symbol(models.Model):
     """An exchange symbol and the filters its orders must satisfy."""
 
@@ -90,14 +96,14 @@ class Symbol(models.Model):
         """The filters every order of this symbol must satisfy, for the rounding module."""
         return SymbolFilters(
             symbol=self.name,
-            tick_size=self.tick_size,
-            step_size=self.step_size,
-            min_qty=self.min_qty,
-            max_qty=self.max_qty,
-            market_step_size=self.market_step_size,
-            market_min_qty=self.market_min_qty,
-            market_max_qty=self.market_max_qty,
-            min_notional=self.min_notional,
+            tick_size=_plain(self.tick_size),
+            step_size=_plain(self.step_size),
+            min_qty=_plain(self.min_qty),
+            max_qty=_plain(self.max_qty),
+            market_step_size=_plain(self.market_step_size),
+            market_min_qty=_plain(self.market_min_qty),
+            market_max_qty=_plain(self.market_max_qty),
+            min_notional=_plain(self.min_notional),
             price_precision=self.price_precision,
             quantity_precision=self.quantity_precision,
         )
@@ -276,6 +282,13 @@ class Position(models.Model):
     adopted = models.BooleanField(
         default=False, help_text="Found on the exchange without a record here and adopted."
     )
+    skip_reason = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="Why the last partial close was skipped (e.g. below minQty). Recorded once, "
+        "not retried on every pass.",
+    )
+    skip_reason_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-opened_at"]
@@ -359,6 +372,13 @@ class ExchangeRequest(models.Model):
     ok = models.BooleanField()
     error_code = models.IntegerField(null=True, blank=True)
     error_message = models.CharField(max_length=255, blank=True)
+    retry_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text="The exchange said to wait until then (429/418 Retry-After): no worker sends "
+        "a request before it. Cleared by the next answered request.",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -367,6 +387,37 @@ class ExchangeRequest(models.Model):
     def __str__(self) -> str:
         outcome = "ok" if self.ok else f"error {self.error_code}"
         return f"{self.action} {self.symbol} {outcome} {self.latency_ms}ms"
+
+
+class TradeEvent(models.Model):
+    """One thing the order path did or refused to do, with its reason and actor."""
+
+    class Kind(models.TextChoices):
+        OPENED = "OPENED"
+        REFUSED = "REFUSED", "Entry refused"
+        FAILED = "FAILED", "Entry failed"
+        CLOSED = "CLOSED"
+        PARTIAL = "PARTIAL", "Partially closed"
+        SKIPPED = "SKIPPED", "Close skipped"
+        CLOSE_REFUSED = "CLOSE_REFUSED", "Close refused"
+        REJECTED = "REJECTED", "Rejected by the exchange"
+        PROTECTION = "PROTECTION", "TP/SL placed or replaced"
+        ALERT = "ALERT"
+
+    symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="events")
+    position = models.ForeignKey(
+        Position, null=True, blank=True, on_delete=models.PROTECT, related_name="events"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    message = models.CharField(max_length=500)
+    actor = models.CharField(max_length=150, default="bot")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.symbol}: {self.message}"
 
 
 class SymbolLock(models.Model):

@@ -162,6 +162,7 @@ CELERY_TASK_ROUTES = {
     "trading.tasks.trade_cycle_task": {"queue": "cycles"},
     "monitoring.tasks.sentinel_pass_task": {"queue": "sentinel"},
     "monitoring.tasks.*": {"queue": "sentinel"},
+    "dashboard.tasks.*": {"queue": "sentinel"},
 }
 CELERY_WORKER_QUEUES = "default,guard,cycles,sentinel"
 

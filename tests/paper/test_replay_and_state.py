@@ -15,6 +15,8 @@ from paper.symbols import symbols
 from paper.testing import PaperExchangeServer
 from tests.paper.conftest import BTC, make_client, position_amount
 
+WALL_NOW_MS = 1_790_000_030_000  # 30 s into a wall-clock minute
+
 
 def _candle(minute: int, o: str, h: str, low: str, c: str) -> Candle:
     start = 1_700_000_000_000 - 1_700_000_000_000 % MINUTE_MS + minute * MINUTE_MS
@@ -37,7 +39,14 @@ def _candle(minute: int, o: str, h: str, low: str, c: str) -> Candle:
 def _replay(rows: list[Candle], warmup: int) -> tuple[Engine, Market, ReplayFeed]:
     engine = Engine()
     market = Market(engine)
-    feed = ReplayFeed(engine, market, {"BTCUSDT": rows}, warmup=warmup, clock=lambda: 0.0)
+    feed = ReplayFeed(
+        engine,
+        market,
+        {"BTCUSDT": rows},
+        warmup=warmup,
+        clock=lambda: 0.0,
+        wall_clock=lambda: WALL_NOW_MS / 1000,
+    )
     feed.prime()
     return engine, market, feed
 
@@ -96,7 +105,24 @@ def test_replay_klines_when_candles_played_then_served_up_to_now() -> None:
 
     served = market.klines(Params({"symbol": "BTCUSDT", "interval": "1m"}))
     assert len(served) == 4
-    assert served[-1] == rows[3].to_binance()
+    assert served[-1][1:6] == rows[3].to_binance()[1:6]
+
+
+def test_replay_klines_when_served_then_candle_being_played_is_the_current_wall_minute() -> None:
+    rows = [_candle(i, "100000", "100100", "99900", "100050") for i in range(5)]
+    _, market, feed = _replay(rows, warmup=3)
+    for _ in range(ReplayFeed.POINTS + 1):
+        feed.step()  # candle 3 finished, candle 4 being played
+
+    served = market.klines(Params({"symbol": "BTCUSDT", "interval": "1m"}))
+
+    wall_minute = WALL_NOW_MS - WALL_NOW_MS % MINUTE_MS
+    assert [row[0] for row in served[-3:]] == [
+        wall_minute - 2 * MINUTE_MS,
+        wall_minute - MINUTE_MS,
+        wall_minute,
+    ]
+    assert served[-2][4] == rows[3].to_binance()[4]
 
 
 def test_bundled_candles_when_loaded_then_six_symbols_on_tick_and_consistent() -> None:

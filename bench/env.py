@@ -1,0 +1,142 @@
+"""The benchmarks' world: a throwaway database, Django, and a paper exchange with enough symbols.
+
+The paper exchange lists six symbols (its ``data/exchange_info.json``) and holds one position per
+symbol in one-way mode, so 200 open positions need 200 symbols. Paper has no setting for extra
+symbols; ``synthetic_symbols`` adds them for this process only, before the in-process server
+starts, by pointing ``paper.symbols`` at a temporary copy of its data files with clones of
+ADAUSDT (same filters and brackets, named ``S001USDT``...). Nothing in ``paper/`` is changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+TEMPLATE = "ADAUSDT"
+REAL_SYMBOLS = 6
+
+
+def synthetic_name(index: int) -> str:
+    return f"S{index:03d}USDT"
+
+
+def synthetic_symbols(count: int) -> list[str]:
+    """Add ``count`` clones of ADAUSDT to the paper exchange's symbol list (this process only).
+
+    Call before the paper exchange starts: ``paper.symbols`` caches what it reads.
+    """
+    import paper.symbols as paper_symbols
+
+    if count <= 0:
+        return []
+    source = paper_symbols.DATA_DIR
+    info = json.loads((source / "exchange_info.json").read_text())
+    brackets = json.loads((source / "leverage_brackets.json").read_text())
+    template = next(s for s in info["symbols"] if s["symbol"] == TEMPLATE)
+    template_brackets = next(b for b in brackets["brackets"] if b["symbol"] == TEMPLATE)
+    names = [synthetic_name(i) for i in range(1, count + 1)]
+    for name in names:
+        entry = copy.deepcopy(template)
+        entry.update(symbol=name, pair=name, baseAsset=name.removesuffix("USDT"))
+        info["symbols"].append(entry)
+        clone = copy.deepcopy(template_brackets)
+        clone["symbol"] = name
+        brackets["brackets"].append(clone)
+        paper_symbols.DEFAULT_PRICES[name] = paper_symbols.DEFAULT_PRICES[TEMPLATE]
+    target = Path(tempfile.mkdtemp(prefix="arena-bench-symbols-"))
+    (target / "exchange_info.json").write_text(json.dumps(info))
+    (target / "leverage_brackets.json").write_text(json.dumps(brackets))
+    paper_symbols.DATA_DIR = target
+    paper_symbols.exchange_info.cache_clear()
+    paper_symbols.leverage_brackets.cache_clear()
+    paper_symbols.symbols.cache_clear()
+    return names
+
+
+@contextmanager
+def bench_database() -> Iterator[str]:
+    """A database of its own: a temporary SQLite file, or a fresh PostgreSQL database next to
+    the one in DATABASE_URL (dropped afterwards). Never the database the bot uses."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        folder = Path(tempfile.mkdtemp(prefix="arena-bench-db-"))
+        os.environ["DATABASE_URL"] = f"sqlite:///{folder / 'bench.sqlite3'}"
+        yield "sqlite"
+        return
+    import psycopg
+
+    parts = urlsplit(url)
+    name = f"arena_bench_{uuid.uuid4().hex[:8]}"
+    admin = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{name}"))
+    try:
+        yield "postgresql"
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def django_setup(*, paper_url: str) -> None:
+    """Set Django up on the bench database, migrated, with the shipped defaults loaded."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arena.settings.test")
+    os.environ["EXCHANGE"] = "paper"
+    os.environ["PAPER_EXCHANGE_URL"] = paper_url
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    settings.EXCHANGE = "paper"
+    settings.PAPER_EXCHANGE_URL = paper_url
+    call_command("migrate", verbosity=0)
+    call_command("loaddata", "defaults", verbosity=0)
+
+
+def symbols_enable(names: list[str], *, max_open_positions: int) -> None:
+    """Create the synthetic symbols' rows (filters read from the exchange) and let the active
+    risk profile hold ``max_open_positions`` small positions."""
+    from risk.models import RiskProfile
+    from trading.models import Symbol
+    from trading.services import symbol_sync_filters
+
+    template = Symbol.objects.get(name=TEMPLATE)
+    for name in names:
+        if Symbol.objects.filter(name=name).exists():
+            continue
+        clone = copy.copy(template)
+        clone.pk = None
+        clone.id = None
+        clone.name = name
+        clone.base_asset = name.removesuffix("USDT")
+        clone.save()
+    symbol_sync_filters(actor="bench")
+    Symbol.objects.update(enabled=True)
+    RiskProfile.objects.filter(is_active=True).update(
+        max_open_positions=max_open_positions,
+        risk_pct=Decimal("1"),
+        max_risk_usd=Decimal("20"),
+    )
+
+
+def fast_gateway():
+    """A gateway on the paper exchange without ccxt's client-side throttle (the exchange counts
+    weight itself), and the order path's usual retry policy."""
+    from trading.exchange import exchange_gateway
+
+    gateway = exchange_gateway()
+    gateway.client.enableRateLimit = False
+    return gateway

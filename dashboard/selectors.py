@@ -1,0 +1,306 @@
+"""Reads for the dashboard: equity chart, positions with marks, closes, heartbeats, alerts.
+
+Nothing here writes: the page must be safe to reload during an incident.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.apps import apps
+from django.utils import timezone
+
+from dashboard.models import EquitySnapshot
+from trading.errors import ArenaError
+from trading.exchange import ExchangeGateway, ExchangePosition, exchange_gateway
+from trading.models import Position, TradingSwitch
+from trading.retry import RetryPolicy
+
+logger = logging.getLogger(__name__)
+
+# An SVG path of more points than pixels draws nothing more; thin the series to this many.
+CHART_MAX_POINTS = 720
+# The sentinel runs every few minutes; three missed passes is worth a red mark.
+SENTINEL_STALE_SECONDS = 15 * 60
+
+
+# --- equity chart ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EquityChart:
+    """A line chart of equity, laid out for an SVG of ``width`` x ``height`` user units."""
+
+    width: int
+    height: int
+    path: str  # the ``d`` attribute of the line; empty when there is nothing to draw
+    point_count: int
+    start: datetime | None
+    end: datetime | None
+    low: Decimal | None
+    high: Decimal | None
+    last: Decimal | None
+    first: Decimal | None
+    # Horizontal grid lines: (y in user units, label).
+    grid: tuple[tuple[float, str], ...] = ()
+    plot_left: int = 0
+    plot_right: int = 0
+    plot_top: int = 0
+    plot_bottom: int = 0
+
+    @property
+    def change(self) -> Decimal | None:
+        if self.first is None or self.last is None:
+            return None
+        return self.last - self.first
+
+
+def equity_snapshots(*, since: datetime) -> list[EquitySnapshot]:
+    """Snapshots from ``since`` on, oldest first."""
+    return list(EquitySnapshot.objects.filter(time__gte=since).order_by("time", "id"))
+
+
+def equity_chart(
+    *, snapshots: list[EquitySnapshot], width: int = 900, height: int = 260
+) -> EquityChart:
+    """Lay out ``snapshots`` (oldest first) as an SVG line; time on x, equity on y."""
+    left, right, top, bottom = 70, width - 10, 10, height - 24
+    empty = EquityChart(
+        width, height, "", 0, None, None, None, None, None, None, (), left, right, top, bottom
+    )
+    if not snapshots:
+        return empty
+    points = _thin(snapshots, CHART_MAX_POINTS)
+    low = min(s.equity for s in points)
+    high = max(s.equity for s in points)
+    start, end = points[0].time, points[-1].time
+    # Floats only for pixel positions; the labels keep the Decimal values.
+    span_seconds = (end - start).total_seconds() or 1.0
+    span_value = float(high - low) or 1.0
+
+    def x(t: datetime) -> float:
+        return left + (t - start).total_seconds() / span_seconds * (right - left)
+
+    def y(v: Decimal) -> float:
+        if high == low:
+            return (top + bottom) / 2
+        return bottom - float(v - low) / span_value * (bottom - top)
+
+    coords = [(x(s.time), y(s.equity)) for s in points]
+    if len(coords) == 1:
+        # One sample is a level, not a point: draw it across the chart.
+        coords = [(left, coords[0][1]), (right, coords[0][1])]
+    path = "M" + " L".join(f"{cx:.1f},{cy:.1f}" for cx, cy in coords)
+    middle = (low + high) / 2
+    grid = tuple((y(v), _money(v)) for v in ([low, middle, high] if high != low else [low]))
+    return EquityChart(
+        width=width,
+        height=height,
+        path=path,
+        point_count=len(points),
+        start=start,
+        end=end,
+        low=low,
+        high=high,
+        last=points[-1].equity,
+        first=points[0].equity,
+        grid=grid,
+        plot_left=left,
+        plot_right=right,
+        plot_top=top,
+        plot_bottom=bottom,
+    )
+
+
+def _thin(snapshots: list[EquitySnapshot], limit: int) -> list[EquitySnapshot]:
+    if len(snapshots) <= limit:
+        return snapshots
+    step = -(-len(snapshots) // limit)
+    thinned = snapshots[::step]
+    if thinned[-1] is not snapshots[-1]:
+        thinned.append(snapshots[-1])
+    return thinned
+
+
+def _money(value: Decimal) -> str:
+    return f"{value.quantize(Decimal('0.01')):,}"
+
+
+# --- positions -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PositionRow:
+    """An open position as the database knows it, with the exchange's mark and PnL if known."""
+
+    symbol: str
+    side: str
+    status: str
+    quantity: Decimal
+    entry_price: Decimal | None
+    mark_price: Decimal | None
+    take_profit_price: Decimal | None
+    stop_loss_price: Decimal | None
+    unrealized_pnl: Decimal | None
+    leverage: int | None
+    opened_at: datetime | None
+    position_id: int | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class OpenPositions:
+    rows: list[PositionRow]
+    exchange_error: str  # empty when the exchange answered
+
+    @property
+    def unrealized_pnl(self) -> Decimal | None:
+        known = [r.unrealized_pnl for r in self.rows if r.unrealized_pnl is not None]
+        return sum(known, Decimal(0)) if known else None
+
+
+def open_positions_with_marks(*, gateway: ExchangeGateway | None = None) -> OpenPositions:
+    """Open positions of the database joined with the exchange's (one ``fetch_positions``).
+
+    When the exchange cannot be read, the database rows come back alone with the error, so the
+    page still shows what the bot believes it holds.
+    """
+    positions = list(
+        Position.objects.filter(status__in=Position.OPEN_STATUSES)
+        .select_related("symbol")
+        .order_by("symbol__name")
+    )
+    exchange_error = ""
+    on_exchange: dict[str, ExchangePosition] = {}
+    try:
+        # A page must answer in seconds: a short retry budget, then the notice.
+        gateway = gateway or exchange_gateway(retry_policy=RetryPolicy(max_total_seconds=2.0))
+        on_exchange = {p.symbol: p for p in gateway.fetch_positions()}
+    except (ArenaError, OSError) as e:
+        logger.warning("dashboard: exchange unreachable: %s", e)
+        exchange_error = str(e) or type(e).__name__
+    rows = []
+    for position in positions:
+        live = on_exchange.pop(position.symbol.name, None)
+        note = ""
+        if not exchange_error and live is None:
+            note = "not on the exchange"
+        elif live is not None and (
+            live.side != position.side or live.quantity != position.quantity
+        ):
+            note = f"exchange holds {live.side} {_plain(live.quantity)}"
+        rows.append(
+            PositionRow(
+                symbol=position.symbol.name,
+                side=position.side,
+                status=position.status,
+                quantity=position.quantity,
+                entry_price=position.entry_price,
+                mark_price=live.mark_price if live else None,
+                take_profit_price=position.take_profit_price,
+                stop_loss_price=position.stop_loss_price,
+                unrealized_pnl=live.unrealized_pnl if live else None,
+                leverage=position.leverage,
+                opened_at=position.opened_at,
+                position_id=position.id,
+                note=note,
+            )
+        )
+    for live in sorted(on_exchange.values(), key=lambda p: p.symbol):
+        rows.append(
+            PositionRow(
+                symbol=live.symbol,
+                side=live.side,
+                status="UNKNOWN",
+                quantity=live.quantity,
+                entry_price=live.entry_price,
+                mark_price=live.mark_price,
+                take_profit_price=None,
+                stop_loss_price=None,
+                unrealized_pnl=live.unrealized_pnl,
+                leverage=live.leverage,
+                opened_at=None,
+                position_id=None,
+                note="on the exchange, no record here",
+            )
+        )
+    return OpenPositions(rows=rows, exchange_error=exchange_error)
+
+
+def _plain(value: Decimal) -> str:
+    return f"{value.normalize():f}"
+
+
+def recent_closes(*, limit: int = 20) -> list[Position]:
+    """The latest closed positions, newest first."""
+    return list(
+        Position.objects.filter(status=Position.Status.CLOSED)
+        .select_related("symbol")
+        .order_by("-closed_at", "-id")[:limit]
+    )
+
+
+# --- kill switch, heartbeats, alerts ---------------------------------------------------------
+def trading_switch_current() -> TradingSwitch:
+    """The kill switch as stored; an unsaved default (enabled) before anyone touched it."""
+    return TradingSwitch.objects.filter(id=1).first() or TradingSwitch(id=1)
+
+
+@dataclass(frozen=True)
+class HeartbeatRow:
+    process: str
+    finished_at: datetime | None
+    age_seconds: int | None
+    duration_ms: int | None
+    ok: bool
+    error: str
+    stale: bool
+
+
+def heartbeats_latest(*, now: datetime | None = None) -> list[HeartbeatRow] | None:
+    """The latest guard and sentinel pass; None when the monitoring app is not installed."""
+    if not apps.is_installed("monitoring"):
+        return None
+    try:
+        from monitoring.models import Heartbeat, MonitoringSettings
+    except ImportError:  # pragma: no cover - installed but half-written
+        return None
+    now = now or timezone.now()
+    rules = MonitoringSettings.objects.filter(id=1).first() or MonitoringSettings()
+    limits = {"guard": rules.heartbeat_stale_seconds, "sentinel": SENTINEL_STALE_SECONDS}
+    rows = []
+    for process, stale_after in limits.items():
+        beat = Heartbeat.objects.filter(process=process).order_by("-finished_at").first()
+        if beat is None:
+            rows.append(HeartbeatRow(process, None, None, None, False, "no pass yet", True))
+            continue
+        age = int((now - beat.finished_at).total_seconds())
+        rows.append(
+            HeartbeatRow(
+                process=process,
+                finished_at=beat.finished_at,
+                age_seconds=age,
+                duration_ms=beat.duration_ms,
+                ok=beat.ok,
+                error=beat.error,
+                stale=age > stale_after,
+            )
+        )
+    return rows
+
+
+def alerts_open(*, limit: int = 20) -> tuple[list[Any], int] | None:
+    """Unacknowledged alerts (newest first, at most ``limit``) and their count; None without
+    the monitoring app."""
+    if not apps.is_installed("monitoring"):
+        return None
+    try:
+        from monitoring.models import Alert
+    except ImportError:  # pragma: no cover
+        return None
+    pending = Alert.objects.filter(acknowledged_at__isnull=True).select_related("symbol")
+    return list(pending.order_by("-created_at", "-id")[:limit]), pending.count()
+
+
+def chart_since(*, hours: int, now: datetime | None = None) -> datetime:
+    return (now or timezone.now()) - timedelta(hours=hours)

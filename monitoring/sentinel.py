@@ -1,0 +1,323 @@
+"""The sentinel: every 5 min, a second pair of eyes on what the guard and the order path keep.
+
+It covers every enabled symbol and every open position (whatever its symbol): stop-loss and
+take-profit present on the exchange, this system's unrealized PnL against the exchange's, the
+guard's heartbeat, the exchange's reachability, and the kill switch against the positions and
+the daily loss limit. It changes nothing on the exchange: it raises alerts (stored, shown in the
+admin, sent to Telegram; a repeat within the window is suppressed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.utils import timezone
+
+from monitoring.models import Heartbeat, MonitoringSettings
+from monitoring.selectors import monitoring_settings
+from monitoring.services import (
+    alert_raise,
+    alerts_requeue_lost,
+    heartbeat_record,
+    lease_claim,
+    lease_release,
+)
+from risk.checks import check_daily_loss
+from risk.models import RiskProfile
+from trading.errors import ArenaError
+from trading.exchange import ExchangeGateway, ExchangeOrder, ExchangePosition, exchange_gateway
+from trading.models import Order, Position, Symbol, TradingSwitch
+from trading.selectors import realized_pnl_today
+
+logger = logging.getLogger(__name__)
+
+LEASE_NAME = "sentinel"
+LEASE_SECONDS = 240
+STOP_TYPES = {"SL": ("STOP_MARKET", "STOP"), "TP": ("TAKE_PROFIT_MARKET", "TAKE_PROFIT")}
+KIND_NAMES = {"SL": "stop-loss", "TP": "take-profit"}
+# An exit placed this recently may still be hidden from open-order queries (Binance: ~30 s).
+FRESH_EXIT = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem the sentinel found; becomes an alert unless raised within the window."""
+
+    key: str
+    severity: str
+    message: str
+    symbol: Symbol | None = None
+
+
+@dataclass
+class SentinelReport:
+    skipped: bool = False
+    symbols: int = 0
+    positions: int = 0
+    requests: int = 0
+    weight: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    alerts_raised: int = 0
+    error: str = ""
+
+    def summary(self) -> str:
+        if self.skipped:
+            return "sentinel: skipped (previous pass still running)"
+        line = (
+            f"sentinel: {self.symbols} symbol(s), {self.positions} open position(s), "
+            f"{self.requests} request(s), {len(self.findings)} finding(s), "
+            f"{self.alerts_raised} new alert(s)"
+        )
+        for finding in self.findings:
+            line += f"\n  [{finding.severity}] {finding.message}"
+        return line
+
+
+def sentinel_pass(*, gateway: ExchangeGateway | None = None) -> SentinelReport:
+    """Run every health check once and raise an alert for each problem found."""
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    if not lease_claim(name=LEASE_NAME, owner=owner, seconds=LEASE_SECONDS):
+        return SentinelReport(skipped=True)
+    rules = monitoring_settings()
+    report = SentinelReport()
+    started_at = timezone.now()
+    requests_before = weight_before = 0
+    try:
+        now = timezone.now()
+        report.findings += _heartbeat_findings(rules=rules, now=now)
+        positions = list(
+            Position.objects.filter(status__in=Position.OPEN_STATUSES)
+            .select_related("symbol")
+            .prefetch_related("orders")
+        )
+        symbols = list(Symbol.objects.filter(enabled=True))
+        report.positions = len(positions)
+        report.symbols = len({s.name for s in symbols} | {p.symbol.name for p in positions})
+        try:
+            gateway = gateway or exchange_gateway()
+            requests_before, weight_before = gateway.request_count, gateway.weight_used
+            exchange_positions = {p.symbol: p for p in gateway.fetch_positions()}
+            orders: dict[str, list[ExchangeOrder]] = defaultdict(list)
+            for order in [*gateway.fetch_open_orders(), *gateway.fetch_open_conditional_orders()]:
+                orders[order.symbol].append(order)
+        except ArenaError as exc:
+            report.findings.append(
+                Finding(
+                    key="sentinel.exchange_unreachable",
+                    severity="critical",
+                    message=f"The exchange cannot be reached: {type(exc).__name__}: {exc}",
+                )
+            )
+        else:
+            report.findings += _position_findings(
+                rules=rules,
+                positions=positions,
+                symbols=symbols,
+                exchange_positions=exchange_positions,
+                orders=orders,
+                now=now,
+            )
+        report.findings += _switch_findings(positions=positions, now=now)
+        for finding in report.findings:
+            alert = alert_raise(
+                key=finding.key,
+                severity=finding.severity,
+                message=finding.message,
+                symbol=finding.symbol,
+                repeat_seconds=rules.alert_repeat_seconds,
+            )
+            report.alerts_raised += alert is not None
+        alerts_requeue_lost()
+    except Exception as exc:
+        report.error = f"{type(exc).__name__}: {exc}"
+        logger.exception("[Sentinel] pass failed")
+    finally:
+        if gateway is not None:
+            report.requests = gateway.request_count - requests_before
+            report.weight = max(0, gateway.weight_used - weight_before)
+        heartbeat_record(
+            process=Heartbeat.Process.SENTINEL,
+            started_at=started_at,
+            finished_at=timezone.now(),
+            requests=report.requests,
+            weight=report.weight,
+            positions=report.positions,
+            actions=report.alerts_raised,
+            error=report.error,
+            keep_minutes=max(rules.heartbeat_keep_minutes, 60 * 24),
+        )
+        lease_release(name=LEASE_NAME, owner=owner, error=report.error)
+    return report
+
+
+# --- checks ----------------------------------------------------------------------------------
+def _heartbeat_findings(*, rules: MonitoringSettings, now: datetime) -> list[Finding]:
+    latest_ok = (
+        Heartbeat.objects.filter(process=Heartbeat.Process.GUARD, ok=True)
+        .order_by("-finished_at")
+        .first()
+    )
+    stale_after = timedelta(seconds=rules.heartbeat_stale_seconds)
+    if latest_ok is not None and latest_ok.finished_at >= now - stale_after:
+        return []
+    latest = Heartbeat.objects.filter(process=Heartbeat.Process.GUARD).order_by("-finished_at")
+    last = latest.first()
+    if latest_ok is None:
+        since = "has never completed a pass"
+    else:
+        age = int((now - latest_ok.finished_at).total_seconds())
+        since = f"has not completed a pass for {age} s"
+    detail = f" (last pass failed: {last.error})" if last is not None and not last.ok else ""
+    return [
+        Finding(
+            key="sentinel.guard_stale",
+            severity="critical",
+            message=f"The guard {since}{detail}: stops are not being checked.",
+        )
+    ]
+
+
+def _position_findings(
+    *,
+    rules: MonitoringSettings,
+    positions: list[Position],
+    symbols: list[Symbol],
+    exchange_positions: dict[str, ExchangePosition],
+    orders: dict[str, list[ExchangeOrder]],
+    now: datetime,
+) -> list[Finding]:
+    findings: list[Finding] = []
+    by_symbol = {p.symbol.name: p for p in positions}
+    watched = {s.name: s for s in symbols} | {p.symbol.name: p.symbol for p in positions}
+    for name in sorted(watched):
+        symbol = watched[name]
+        position = by_symbol.get(name)
+        on_exchange = exchange_positions.get(name)
+        if position is None:
+            if on_exchange is not None:
+                findings.append(
+                    Finding(
+                        key=f"sentinel.unrecorded_position.{name}",
+                        severity="critical",
+                        message=f"{name}: {on_exchange.side} {on_exchange.quantity} open on the "
+                        "exchange with no record here.",
+                        symbol=symbol,
+                    )
+                )
+            continue
+        if position.status != Position.Status.OPEN:
+            continue  # opening or closing right now: the order path is on it
+        if on_exchange is None:
+            findings.append(
+                Finding(
+                    key=f"sentinel.position_missing.{name}",
+                    severity="warning",
+                    message=f"{name}: open here ({position.side} {position.quantity}) but flat "
+                    "on the exchange; the guard should record the close.",
+                    symbol=symbol,
+                )
+            )
+            continue
+        findings += _exit_findings(position, orders.get(name, []), now=now)
+        findings += _drift_findings(rules, position, on_exchange)
+    return findings
+
+
+def _exit_findings(position: Position, orders: list[ExchangeOrder], *, now: datetime) -> list:
+    closing_side = "SELL" if position.side == Position.Side.LONG else "BUY"
+    findings = []
+    for kind in ("SL", "TP"):
+        present = any(
+            o.side == closing_side
+            and o.order_type in STOP_TYPES[kind]
+            and (o.close_position or o.reduce_only)
+            for o in orders
+        )
+        fresh = any(
+            o.purpose == kind
+            and o.status in Order.ACTIVE_STATUSES
+            and o.created_at > now - FRESH_EXIT
+            for o in position.orders.all()
+        )
+        if not present and not fresh:
+            findings.append(
+                Finding(
+                    key=f"sentinel.exit_missing.{position.symbol.name}.{kind}",
+                    severity="critical",
+                    message=f"{position.symbol.name} {position.side}: no {KIND_NAMES[kind]} on "
+                    "the exchange.",
+                    symbol=position.symbol,
+                )
+            )
+    return findings
+
+
+def _drift_findings(
+    rules: MonitoringSettings, position: Position, on_exchange: ExchangePosition
+) -> list[Finding]:
+    name = position.symbol.name
+    if on_exchange.side != position.side or on_exchange.quantity != position.quantity:
+        return [
+            Finding(
+                key=f"sentinel.position_mismatch.{name}",
+                severity="critical",
+                message=f"{name}: here {position.side} {position.quantity}, on the exchange "
+                f"{on_exchange.side} {on_exchange.quantity}.",
+                symbol=position.symbol,
+            )
+        ]
+    if position.entry_price is None:
+        return []
+    direction = Decimal(1) if position.side == Position.Side.LONG else Decimal(-1)
+    ours = (on_exchange.mark_price - position.entry_price) * position.quantity * direction
+    drift = abs(ours - on_exchange.unrealized_pnl)
+    if drift <= rules.pnl_drift_usd:
+        return []
+    return [
+        Finding(
+            key=f"sentinel.pnl_drift.{name}",
+            severity="warning",
+            message=f"{name}: unrealized PnL here {ours:.2f} USDT, on the exchange "
+            f"{on_exchange.unrealized_pnl:.2f} USDT (drift {drift:.2f} > "
+            f"{rules.pnl_drift_usd.normalize():f}); entry here "
+            f"{position.entry_price.normalize():f}, on the exchange "
+            f"{on_exchange.entry_price.normalize():f}.",
+            symbol=position.symbol,
+        )
+    ]
+
+
+def _switch_findings(*, positions: list[Position], now: datetime) -> list[Finding]:
+    switch = TradingSwitch.objects.filter(id=1).first()
+    enabled = switch.enabled if switch is not None else True
+    findings = []
+    if not enabled and positions:
+        findings.append(
+            Finding(
+                key="sentinel.halted_with_positions",
+                severity="warning",
+                message=f"Trading is halted ({switch.reason or 'no reason given'}) with "
+                f"{len(positions)} position(s) open: exits still work, no new entries.",
+            )
+        )
+    profile = RiskProfile.objects.filter(is_active=True).first()
+    if enabled and profile is not None and profile.daily_loss_limit_usd is not None:
+        denial = check_daily_loss(
+            realized_today=realized_pnl_today(now=now), limit=profile.daily_loss_limit_usd
+        )
+        if denial:
+            findings.append(
+                Finding(
+                    key="sentinel.enabled_over_daily_loss",
+                    severity="critical",
+                    message=f"Trading is enabled although {denial}.",
+                )
+            )
+    return findings

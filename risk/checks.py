@@ -1,0 +1,51 @@
+"""Pre-trade checks: pure functions that return a denial reason, or None when the trade may go.
+
+They take plain values (the caller reads the database and the exchange), so each is a one-line
+test and the reason stored with a refusal is exactly what the check said.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+
+def check_kill_switch(*, enabled: bool, reason: str = "") -> str | None:
+    """Deny every entry while the kill switch is off."""
+    if enabled:
+        return None
+    return f"trading is halted (kill switch off{': ' + reason if reason else ''})"
+
+
+def check_one_position_per_symbol(
+    *, symbol: str, open_in_db: bool, open_on_exchange: bool
+) -> str | None:
+    """Deny an entry in a symbol that already has a position, here or on the exchange."""
+    if open_in_db:
+        return f"a position in {symbol} is already open"
+    if open_on_exchange:
+        return f"the exchange already has a position in {symbol} (not recorded here)"
+    return None
+
+
+def check_max_open_positions(*, open_positions: int, max_open_positions: int) -> str | None:
+    """Deny an entry once the most positions allowed at once are open."""
+    if open_positions >= max_open_positions:
+        return f"{open_positions} positions open, the most allowed is {max_open_positions}"
+    return None
+
+
+def check_free_margin(*, available: Decimal, margin: Decimal) -> str | None:
+    """Deny an entry whose margin the available balance does not cover."""
+    if available < margin:
+        return f"available balance {available} USDT does not cover the margin {margin} USDT"
+    return None
+
+
+def check_daily_loss(*, realized_today: Decimal, limit: Decimal | None) -> str | None:
+    """Deny entries once today's realized loss reaches the limit (None = no limit)."""
+    if limit is None:
+        return None
+    loss = -realized_today
+    if loss >= limit:
+        return f"realized loss today {loss} USDT reached the daily limit {limit} USDT"
+    return None

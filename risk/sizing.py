@@ -1,0 +1,105 @@
+"""The one sizing function and the one exposure function.
+
+Pre-trade sizing and the post-trade check both use ``allowed_margin`` and ``position_margin``, so
+a trade the engine sized itself never fails its own post-trade check: sizing rounds the quantity
+down (its margin is at most the allowed margin at the sizing price), and the check allows
+``partial_close_tolerance_pct`` on top for entry slippage and fees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from trading.rounding import SymbolFilters, check_quantity, round_quantity
+
+HUNDRED = Decimal(100)
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """The quantity to send for an entry, or why there is none."""
+
+    margin: Decimal  # the margin the rules allow for this trade
+    quantity: Decimal  # rounded down to the market step; 0 when refused
+    refusal: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.refusal is None
+
+
+def allowed_margin(*, equity: Decimal, risk_pct: Decimal, max_risk_usd: Decimal) -> Decimal:
+    """margin = min(equity x risk_pct / 100, max_risk_usd); never negative."""
+    return max(Decimal(0), min(equity * risk_pct / HUNDRED, max_risk_usd))
+
+
+def position_size(
+    *,
+    equity: Decimal,
+    price: Decimal,
+    leverage: int,
+    risk_pct: Decimal,
+    max_risk_usd: Decimal,
+    filters: SymbolFilters,
+) -> Sizing:
+    """Size an entry: quantity = margin x leverage / price, rounded down to the market step.
+
+    Refused (with the reason) when the rounded quantity is below minQty or its notional below
+    minNotional — never rounded up to make it fit.
+    """
+    if price <= 0:
+        return Sizing(Decimal(0), Decimal(0), f"no usable price ({price})")
+    margin = allowed_margin(equity=equity, risk_pct=risk_pct, max_risk_usd=max_risk_usd)
+    if margin <= 0:
+        return Sizing(margin, Decimal(0), f"no margin allowed (equity {equity})")
+    wanted = margin * leverage / price
+    check = check_quantity(wanted, price, filters, market=True)
+    if not check.ok:
+        return Sizing(margin, Decimal(0), check.refusal)
+    return Sizing(margin, check.quantity)
+
+
+def position_margin(*, quantity: Decimal, entry_price: Decimal, leverage: int) -> Decimal:
+    """A position's margin: quantity x entry price / leverage."""
+    return quantity * entry_price / leverage
+
+
+@dataclass(frozen=True)
+class Excess:
+    """How far a position's margin is over the allowed margin, and what to close about it."""
+
+    margin: Decimal
+    allowed: Decimal
+    limit: Decimal  # allowed x (1 + tolerance): above this the excess is closed
+    close_quantity: Decimal  # rounded down to the market step; 0 when nothing is to be closed
+
+    @property
+    def over_limit(self) -> bool:
+        return self.margin > self.limit
+
+
+def margin_excess(
+    *,
+    quantity: Decimal,
+    entry_price: Decimal,
+    leverage: int,
+    equity: Decimal,
+    risk_pct: Decimal,
+    max_risk_usd: Decimal,
+    tolerance_pct: Decimal,
+    filters: SymbolFilters,
+) -> Excess:
+    """Compare a position's margin with the allowed margin (the post-trade check's arithmetic).
+
+    Over the tolerance, the quantity to close brings the margin back to the allowed margin,
+    rounded down to the step (so it never closes more than the excess).
+    """
+    margin = position_margin(quantity=quantity, entry_price=entry_price, leverage=leverage)
+    allowed = allowed_margin(equity=equity, risk_pct=risk_pct, max_risk_usd=max_risk_usd)
+    limit = allowed * (1 + tolerance_pct / HUNDRED)
+    close = Decimal(0)
+    if margin > limit and entry_price > 0:
+        excess_quantity = (margin - allowed) * leverage / entry_price
+        close = min(round_quantity(excess_quantity, filters, market=True), quantity)
+    return Excess(margin=margin, allowed=allowed, limit=limit, close_quantity=close)

@@ -1,0 +1,63 @@
+"""The guard's cost per pass must not grow with the number of open positions.
+
+Its docstring promises a fixed number of exchange requests and database queries per pass; at
+200 positions a pass that grows per position runs past its 5 s interval (bench/results.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from risk.models import RiskProfile
+from trading.exchange import ExchangeGateway
+from trading.guard import guard_pass
+from trading.models import Symbol
+from trading.services import position_open
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def open_longs(names: list[str], gateway: ExchangeGateway) -> None:
+    for symbol in Symbol.objects.filter(name__in=names):
+        outcome = position_open(symbol=symbol, side="LONG", reason="test", gateway=gateway)
+        assert outcome.ok, outcome
+
+
+def measured_pass(gateway: ExchangeGateway) -> tuple[int, int, list[str]]:
+    guard_pass(gateway=gateway)  # warm-up: first-pass bookkeeping is not the steady state
+    before = gateway.request_count
+    with CaptureQueriesContext(connection) as captured:
+        report = guard_pass(gateway=gateway)
+    assert report.error == "", report.summary()
+    return gateway.request_count - before, len(captured), [q["sql"] for q in captured]
+
+
+def shape(sql: str) -> str:
+    return re.sub(r"\b\d+\b|'[^']*'", "?", sql)[:120]
+
+
+def test_guard_when_six_positions_instead_of_one_then_same_requests_and_queries(
+    paper: Any, defaults: None, gateway: ExchangeGateway
+) -> None:
+    paper.set_balance("USDT", "100000")
+    RiskProfile.objects.filter(is_active=True).update(
+        max_open_positions=10, risk_pct=Decimal("5"), max_risk_usd=Decimal("100")
+    )
+    Symbol.objects.update(enabled=True)
+    names = list(Symbol.objects.order_by("name").values_list("name", flat=True))
+    open_longs(names[:1], gateway)
+    one_requests, one_queries, one_sql = measured_pass(gateway)
+    open_longs(names[1:], gateway)
+
+    six_requests, six_queries, six_sql = measured_pass(gateway)
+
+    assert six_requests == one_requests
+    grown = Counter(map(shape, six_sql)) - Counter(map(shape, one_sql))
+    assert six_queries == one_queries, f"queries that grew with positions: {grown.most_common(6)}"

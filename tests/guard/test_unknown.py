@@ -1,0 +1,84 @@
+"""Positions opened by hand and orders left without a position."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from monitoring.models import Alert, MonitoringSettings
+from tests.guard.conftest import open_algo_orders
+from trading.models import Position
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def hand_opened(market, gateway) -> None:
+    """0.002 BTC bought by hand on the exchange: no record here."""
+    gateway.create_market_order(
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity=Decimal("0.002"),
+        client_order_id="by-hand-1",
+        reduce_only=False,
+    )
+
+
+def test_guard_pass_when_unknown_position_and_policy_report_then_alerted_once(hand_opened, guard):
+    # Act
+    reports = [guard() for _ in range(3)]
+
+    # Assert
+    assert reports[0].unknown == ["BTCUSDT LONG 0.002 @ 100000"]
+    assert Alert.objects.filter(key="guard.unknown_position.BTCUSDT").count() == 1
+    assert not Position.objects.exists()
+
+
+def test_guard_pass_when_unknown_position_and_policy_adopt_then_recorded_and_protected(
+    hand_opened, market, guard
+):
+    # Arrange
+    MonitoringSettings.objects.update_or_create(id=1, defaults={"unknown_position_policy": "adopt"})
+
+    # Act
+    first = guard()
+    second = guard()
+
+    # Assert
+    position = Position.objects.get()
+    assert first.adopted and position.adopted and position.status == "OPEN"
+    assert sorted(second.reattached) == ["BTCUSDT SL @ 99700.0", "BTCUSDT TP @ 100500.0"]
+    types = sorted(o["orderType"] for o in open_algo_orders(market, "BTCUSDT"))
+    assert types == ["STOP_MARKET", "TAKE_PROFIT_MARKET"]
+
+
+def test_guard_pass_when_unknown_position_and_policy_close_then_closed(hand_opened, market, guard):
+    # Arrange
+    MonitoringSettings.objects.update_or_create(id=1, defaults={"unknown_position_policy": "close"})
+
+    # Act
+    guard()
+
+    # Assert
+    position = Position.objects.get()
+    assert position.status == "CLOSED" and position.close_reason == "RISK"
+    assert market.positions() == []
+
+
+def test_guard_pass_when_our_order_has_no_position_then_cancelled(market, gateway, guard):
+    # Arrange: a stop of ours left behind in a symbol with no position
+    gateway.create_exit_order(
+        symbol="BNBUSDT",
+        side="SELL",
+        kind="SL",
+        stop_price=Decimal("900"),
+        client_order_id="arena-999-sl-x",
+    )
+
+    # Act
+    report = guard()
+
+    # Assert
+    assert report.cancelled == ["arena-999-sl-x"]
+    assert open_algo_orders(market, "BNBUSDT") == []

@@ -1,0 +1,111 @@
+"""The sentinel: every enabled symbol and open position checked; problems become alerts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from monitoring.models import Alert, Heartbeat
+from monitoring.sentinel import sentinel_pass
+from tests.guard.conftest import cancel_exit, fast_gateway, open_long
+from trading.exchange import exchange_gateway
+from trading.models import Position, Symbol, TradingSwitch
+from trading.retry import RetryPolicy
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _fresh_guard_heartbeat() -> None:
+    now = timezone.now()
+    Heartbeat.objects.create(
+        process="guard", started_at=now, finished_at=now, duration_ms=5, requests=3, weight=5
+    )
+
+
+@pytest.fixture
+def btc_long(paper, defaults) -> Position:
+    paper.set_price("BTCUSDT", "100000")
+    paper.set_balance("USDT", "1833.34")
+    gateway = fast_gateway()
+    return open_long(symbol=Symbol.objects.get(name="BTCUSDT"), gateway=gateway)
+
+
+def test_sentinel_pass_when_all_is_well_then_no_findings(btc_long):
+    # Arrange
+    _fresh_guard_heartbeat()
+
+    # Act
+    report = sentinel_pass(gateway=fast_gateway())
+
+    # Assert
+    assert report.findings == []
+    assert report.positions == 1 and report.symbols == 2
+
+
+def test_sentinel_pass_when_stop_missing_and_guard_stale_then_alerted_once(btc_long):
+    # Arrange
+    cancel_exit(position=btc_long, kind="SL", gateway=fast_gateway())
+    old = timezone.now() - timedelta(minutes=5)
+    Heartbeat.objects.create(
+        process="guard", started_at=old, finished_at=old, duration_ms=5, requests=3, weight=5
+    )
+    Position.objects.filter(pk=btc_long.pk).update(opened_at=old)
+    btc_long.orders.update(created_at=old)
+
+    # Act
+    first = sentinel_pass(gateway=fast_gateway())
+    second = sentinel_pass(gateway=fast_gateway())
+
+    # Assert
+    keys = {f.key for f in first.findings}
+    assert keys == {"sentinel.guard_stale", "sentinel.exit_missing.BTCUSDT.SL"}
+    assert first.alerts_raised == 2 and second.alerts_raised == 0
+    assert Alert.objects.filter(key__startswith="sentinel.").count() == 2
+
+
+def test_sentinel_pass_when_pnl_drifts_and_trading_halted_then_both_reported(btc_long):
+    # Arrange
+    _fresh_guard_heartbeat()
+    Position.objects.filter(pk=btc_long.pk).update(entry_price=Decimal("99000"))
+    TradingSwitch.objects.filter(id=1).update(enabled=False, reason="test")
+
+    # Act
+    report = sentinel_pass(gateway=fast_gateway())
+
+    # Assert
+    keys = {f.key for f in report.findings}
+    assert keys == {"sentinel.pnl_drift.BTCUSDT", "sentinel.halted_with_positions"}
+
+
+def test_sentinel_pass_when_exchange_unreachable_then_critical_alert(defaults, settings):
+    # Arrange: nothing listens on port 9
+    _fresh_guard_heartbeat()
+    settings.EXCHANGE, settings.PAPER_EXCHANGE_URL = "paper", "http://127.0.0.1:9"
+    gateway = exchange_gateway(retry_policy=RetryPolicy(max_total_seconds=0, sleep=lambda s: 0))
+
+    # Act
+    report = sentinel_pass(gateway=gateway)
+
+    # Assert
+    assert [f.key for f in report.findings] == ["sentinel.exchange_unreachable"]
+    assert Alert.objects.get(key="sentinel.exchange_unreachable").severity == "critical"
+
+
+def test_sentinel_command_when_once_then_prints_summary(paper, defaults, capsys):
+    # Act
+    call_command("sentinel", "--once")
+
+    # Assert
+    assert "sentinel: 2 symbol(s)" in capsys.readouterr().out
+
+
+def test_guard_command_when_once_then_prints_summary(paper, defaults, capsys):
+    # Act
+    call_command("guard", "--once")
+
+    # Assert
+    assert "guard: 0 position(s) | 3 request(s)" in capsys.readouterr().out

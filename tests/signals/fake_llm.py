@@ -1,0 +1,111 @@
+"""A fake OpenAI-compatible chat-completions server on a free local port.
+
+It speaks the protocol (``POST /chat/completions`` with a Bearer key, JSON in, a chat completion
+out) and answers whatever the test queued. ``hang()`` makes it hold the request open until the
+test ends, to exercise the client's timeout without sleeping anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    hang: bool = False
+
+
+def completion(content: str, *, prompt_tokens: int = 1200, completion_tokens: int = 80) -> bytes:
+    """A chat-completions response body whose assistant message is ``content``."""
+    return json.dumps(
+        {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "model": "fake-model",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+    ).encode()
+
+
+class FakeLlm:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self._reply = Reply(body=completion("{}"))
+        self._release = threading.Event()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                fake.requests.append(
+                    {
+                        "path": self.path,
+                        "authorization": self.headers.get("Authorization"),
+                        "body": json.loads(raw),
+                    }
+                )
+                reply = fake._reply
+                if self.path != "/v1/chat/completions":
+                    reply = Reply(status=404, body=b'{"error": "not found"}')
+                if reply.hang:
+                    fake._release.wait(timeout=30)
+                    return
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                self.wfile.write(reply.body)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> FakeLlm:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def answer(self, content: str | dict[str, Any]) -> None:
+        """Reply 200 with this assistant message (a dict is sent as its JSON)."""
+        text = content if isinstance(content, str) else json.dumps(content)
+        self._reply = Reply(body=completion(text))
+
+    def respond(self, status: int, body: bytes) -> None:
+        """Reply with this raw status and body."""
+        self._reply = Reply(status=status, body=body)
+
+    def hang(self) -> None:
+        """Hold every request open without answering until the server stops."""
+        self._reply = Reply(hang=True)

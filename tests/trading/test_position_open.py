@@ -1,0 +1,252 @@
+"""Opening positions against the paper exchange over HTTP (ccxt unmodified)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from risk.models import RiskProfile
+from risk.services import rule_save
+from trading.exchange import ExchangeGateway, exchange_gateway
+from trading.models import ExchangeRequest, Order, Position, Symbol, TradeEvent, TradingSwitch
+from trading.retry import RetryPolicy
+from trading.services import OpenOutcome, position_entry_resolve, position_open
+
+from .conftest import exchange_exits, exchange_quantity
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def order_requests(paper: object) -> int:
+    requests = paper.stats()["requests"]
+    return requests.get("POST /fapi/v1/order", 0) + requests.get("POST /fapi/v1/algoOrder", 0)
+
+
+def test_open_when_long_btc_at_100000_then_0_011_with_tp_100500_and_sl_99700(
+    market: object, btc: Symbol, gateway: ExchangeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="trading.services")
+
+    outcome = position_open(symbol=btc, side="LONG", reason="test", gateway=gateway)
+
+    assert outcome.status == OpenOutcome.OPENED
+    assert exchange_quantity(market, "BTCUSDT") == Decimal("0.011")
+    assert exchange_exits(market, "BTCUSDT") == {
+        "TAKE_PROFIT_MARKET": Decimal("100500"),
+        "STOP_MARKET": Decimal("99700"),
+    }
+    assert market.stats()["rejections"] == {}
+    assert "[Entry] LONG BTCUSDT qty 0.011 @ 100000.0 | TP 100500.0 SL 99700.0" in caplog.text
+    position = Position.objects.get()
+    assert (position.status, position.quantity, position.leverage) == ("OPEN", Decimal("0.011"), 2)
+
+
+def test_open_when_short_bnb_at_964_then_1_14_with_its_tp_and_sl(
+    market: object, bnb: Symbol, gateway: ExchangeGateway
+) -> None:
+    outcome = position_open(symbol=bnb, side="SHORT", reason="test", gateway=gateway)
+
+    assert outcome.ok
+    assert exchange_quantity(market, "BNBUSDT") == Decimal("-1.14")
+    # TP 0.5 % below and SL 0.3 % above 964, each rounded toward the entry on the 0.01 tick.
+    assert exchange_exits(market, "BNBUSDT") == {
+        "TAKE_PROFIT_MARKET": Decimal("959.18"),
+        "STOP_MARKET": Decimal("966.89"),
+    }
+    assert market.stats()["rejections"] == {}
+
+
+def test_open_when_both_scenario_trades_then_no_request_rejected(
+    market: object, btc: Symbol, bnb: Symbol, gateway: ExchangeGateway
+) -> None:
+    long = position_open(symbol=btc, side="LONG", reason="test", gateway=gateway)
+    short = position_open(symbol=bnb, side="SHORT", reason="test", gateway=gateway)
+
+    assert (long.ok, short.ok) == (True, True)
+    assert market.stats()["rejections"] == {}
+    assert not ExchangeRequest.objects.filter(ok=False).exists()
+
+
+def test_open_when_long_already_open_then_second_refused_and_exchange_stays_0_011(
+    market: object, btc: Symbol, gateway: ExchangeGateway
+) -> None:
+    position_open(symbol=btc, side="LONG", reason="first", gateway=gateway)
+    orders_before = order_requests(market)
+
+    second = position_open(symbol=btc, side="LONG", reason="second", gateway=gateway)
+
+    assert second.status == OpenOutcome.REFUSED
+    assert "already open" in second.reason
+    assert exchange_quantity(market, "BTCUSDT") == Decimal("0.011")
+    assert order_requests(market) == orders_before
+    assert TradeEvent.objects.filter(kind="REFUSED", message=second.reason).count() == 1
+
+
+def test_open_when_exchange_has_unrecorded_position_then_refused(
+    market: object, btc: Symbol, gateway: ExchangeGateway
+) -> None:
+    gateway.create_market_order(
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity=Decimal("0.002"),
+        client_order_id="manual-1",
+        reduce_only=False,
+    )
+
+    outcome = position_open(symbol=btc, side="LONG", reason="test", gateway=gateway)
+
+    assert outcome.status == OpenOutcome.REFUSED
+    assert "exchange already has a position" in outcome.reason
+    assert exchange_quantity(market, "BTCUSDT") == Decimal("0.002")
+
+
+def test_open_when_kill_switch_off_then_refused_before_any_request(
+    market: object, btc: Symbol, gateway: ExchangeGateway
+) -> None:
+    TradingSwitch.objects.filter(id=1).update(enabled=False, reason="maintenance")
+
+    outcome = position_open(symbol=btc, side="LONG", reason="test", gateway=gateway)
+
+    assert outcome.status == OpenOutcome.REFUSED
+    assert "maintenance" in outcome.reason
+    assert gateway.request_count == 0
+
+
+def test_open_when_max_open_positions_reached_then_refused(
+    market: object, btc: Symbol, bnb: Symbol, gateway: ExchangeGateway
+) -> None:
+    RiskProfile.objects.update(max_open_positions=1)
+    position_open(symbol=bnb, side="SHORT", reason="test", gateway=gateway)
+
+    outcome = position_open(symbol=btc, side="LONG", reason="test", gateway=gateway)
+
+    assert outcome.status == OpenOutcome.REFUSED
+    assert "most allowed is 1" in outcome.reason
+    assert exchange_quantity(market, "BTCUSDT") == 0
+
+
+def test_open_when_equity_too_small_then_refused_with_min_notional_reason(
+    market: object, btc: Symbol, gateway: ExchangeGateway
+) -> None:
+    market.set_balance("USDT", "5")
+
+    outcome = position_open(symbol=btc, side="LONG", reason="test", gateway=gateway)
+
+    assert outcome.status == OpenOutcome.REFUSED
+    assert "below minQty 0.001" in outcome.reason
+    assert order_requests(market) == 0
+
+
+@pytest.mark.parametrize("leverage", [2, 3])
+def test_open_when_profile_leverage_set_then_exchange_and_record_use_it(
+    market: object, btc: Symbol, gateway: ExchangeGateway, leverage: int
+) -> None:
+    profile = RiskProfile.objects.get(is_active=True)
+    profile.leverage = leverage
+    rule_save(instance=profile, actor="test")
+
+    outcome = position_open(symbol=btc, side="LONG", reason="test", gateway=gateway)
+
+    assert outcome.position.leverage == leverage
+    (live,) = market.positions()
+    assert int(live["leverage"]) == leverage
+    # The leverage was written before the entry was sent.
+    actions = list(ExchangeRequest.objects.order_by("id").values_list("action", flat=True))
+    assert actions.index("set_leverage") < actions.index("create_market_order")
+    # Margin = equity x 30 %; a higher leverage buys more: 550.002 x 3 / 100000 -> 0.016.
+    assert outcome.position.quantity == {2: Decimal("0.011"), 3: Decimal("0.016")}[leverage]
+
+
+def test_open_when_leverage_already_matches_then_no_leverage_request(
+    market: object, btc: Symbol, bnb: Symbol, gateway: ExchangeGateway
+) -> None:
+    gateway.ensure_symbol_settings(symbol="BTCUSDT", leverage=2, margin_type="ISOLATED")
+    before = market.stats()["requests"].get("POST /fapi/v1/leverage", 0)
+
+    position_open(symbol=btc, side="LONG", reason="test", gateway=gateway)
+
+    assert market.stats()["requests"].get("POST /fapi/v1/leverage", 0) == before
+
+
+def test_open_when_entry_answer_times_out_after_acceptance_then_exactly_one_position(
+    market: object, btc: Symbol, gateway: ExchangeGateway
+) -> None:
+    gateway.client.timeout = 300  # ms; the exchange accepts the entry, then holds the answer
+    market.faults(kind="timeout", seconds=1.5, method="POST", path="/fapi/v1/order")
+
+    outcome = position_open(symbol=btc, side="LONG", reason="test", gateway=gateway)
+
+    assert outcome.ok
+    assert exchange_quantity(market, "BTCUSDT") == Decimal("0.011")
+    assert market.stats()["requests"]["POST /fapi/v1/order"] == 1
+    assert Position.objects.filter(status="OPEN").count() == 1
+    entry = Order.objects.get(purpose="ENTRY")
+    assert (entry.status, entry.filled_quantity) == ("FILLED", Decimal("0.011"))
+    assert len(exchange_exits(market, "BTCUSDT")) == 2
+
+
+def test_open_when_stop_loss_cannot_be_placed_then_position_closed_at_once(
+    market: object, btc: Symbol, gateway: ExchangeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Both conditional orders are refused; the position must not stay open without its stop.
+    market.faults(
+        kind="error",
+        status=400,
+        code=-2021,
+        msg="Order would immediately trigger.",
+        method="POST",
+        path="/fapi/v1/algoOrder",
+        count=2,
+    )
+
+    outcome = position_open(symbol=btc, side="LONG", reason="test", gateway=gateway)
+
+    assert outcome.status == OpenOutcome.FAILED
+    assert exchange_quantity(market, "BTCUSDT") == 0
+    position = Position.objects.get()
+    assert (position.status, position.close_reason) == ("CLOSED", "EMERGENCY")
+    assert any(r.levelname == "ERROR" and "[NoStop]" in r.message for r in caplog.records)
+
+
+def test_resolve_when_entry_answer_lost_past_retry_budget_then_fill_found_and_protected(
+    market: object, btc: Symbol, gateway: ExchangeGateway
+) -> None:
+    # Arrange: an impatient gateway gives up on the lost entry answer and its lookups.
+    impatient = exchange_gateway(
+        retry_policy=RetryPolicy(max_total_seconds=0.01, sleep=lambda _: None)
+    )
+    impatient.client.timeout = 300
+    market.faults(kind="timeout", seconds=1.5, method="POST", path="/fapi/v1/order")
+    market.faults(kind="error", status=503, method="GET", path="/fapi/v1/order", count=100)
+    lost = position_open(symbol=btc, side="LONG", reason="test", gateway=impatient)
+    market.clear_faults()
+
+    # Act
+    resolved = position_entry_resolve(position=lost.position, gateway=gateway)
+
+    # Assert
+    assert (lost.status, resolved.status) == (OpenOutcome.FAILED, OpenOutcome.OPENED)
+    assert exchange_quantity(market, "BTCUSDT") == Decimal("0.011")
+    assert len(exchange_exits(market, "BTCUSDT")) == 2
+    assert market.stats()["orders_accepted"] == 3
+    position = Position.objects.get()
+    assert (position.status, position.entry_price) == ("OPEN", Decimal("100000"))
+
+
+def test_resolve_when_entry_never_reached_exchange_then_position_failed(
+    market: object, btc: Symbol, gateway: ExchangeGateway
+) -> None:
+    impatient = exchange_gateway(
+        retry_policy=RetryPolicy(max_total_seconds=0.01, sleep=lambda _: None)
+    )
+    market.faults(kind="error", status=503, method="POST", path="/fapi/v1/order", count=100)
+    market.faults(kind="error", status=503, method="GET", path="/fapi/v1/order", count=100)
+    lost = position_open(symbol=btc, side="LONG", reason="test", gateway=impatient)
+    market.clear_faults()
+
+    resolved = position_entry_resolve(position=lost.position, gateway=gateway)
+
+    assert resolved.status == OpenOutcome.FAILED
+    assert Position.objects.get().status == "FAILED"
+    assert exchange_quantity(market, "BTCUSDT") == 0

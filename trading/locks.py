@@ -1,0 +1,104 @@
+"""Locks of the order path.
+
+``symbol_lock`` is a lease on a ``SymbolLock`` row, claimed with a conditional UPDATE and checked
+by its row count, so it holds across processes and machines on SQLite and PostgreSQL alike. It is
+committed state, not a transaction kept open over HTTP calls: order intents must be committed
+before they are sent, and a crashed worker's lease simply expires.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from trading.models import SymbolLock
+
+DEFAULT_TTL_SECONDS = 120.0
+
+# SQLite takes one writer at a time, and its shared-cache test database fails a second writer at
+# once ("database table is locked") instead of waiting: threads of one process that write while
+# another thread may be writing (the concurrent stop-loss and take-profit) queue here first.
+db_write_lock = threading.RLock()
+
+_held = threading.local()
+
+
+class SymbolBusy(Exception):
+    """Another worker holds the symbol's lease: this one does nothing for the symbol now."""
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+@contextmanager
+def symbol_lock(
+    symbol_id: int, ttl: float = DEFAULT_TTL_SECONDS, *, wait_seconds: float = 0.0
+) -> Iterator[str]:
+    """Hold the symbol's lease for the block; raise ``SymbolBusy`` when someone else has it.
+
+    Re-entrant within one thread (a trade cycle holds it and calls ``position_open``). The lease
+    expires after ``ttl`` seconds, so a worker that died holding it blocks the symbol only that
+    long; keep ``ttl`` above the longest exchange call sequence (retry budget included). With
+    ``wait_seconds`` (closes), the claim is retried that long before giving up.
+    """
+    held: dict[int, str] = getattr(_held, "locks", None) or {}
+    _held.locks = held
+    if symbol_id in held:
+        yield held[symbol_id]
+        return
+    owner = _owner()
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            _claim(symbol_id=symbol_id, owner=owner, ttl=ttl)
+            break
+        except SymbolBusy:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+    held[symbol_id] = owner
+    try:
+        yield owner
+    finally:
+        del held[symbol_id]
+        # Only our own lease is released: if it expired and someone else claimed it, theirs stays.
+        SymbolLock.objects.filter(symbol_id=symbol_id, owner=owner).update(
+            owner="", expires_at=None
+        )
+
+
+def _claim(*, symbol_id: int, owner: str, ttl: float) -> None:
+    _ensure_row(symbol_id)
+    now = timezone.now()
+    claimed = (
+        SymbolLock.objects.filter(symbol_id=symbol_id)
+        .filter(Q(owner="") | Q(expires_at__lt=now))
+        .update(owner=owner, expires_at=now + timedelta(seconds=ttl))
+    )
+    if claimed != 1:
+        # Another worker got there first (PostgreSQL re-evaluates the WHERE after waiting for
+        # its row lock, so of two racing claims exactly one updates a row).
+        current = SymbolLock.objects.filter(symbol_id=symbol_id).values_list("owner", "expires_at")
+        holder, expires = current.first() or ("?", None)
+        raise SymbolBusy(f"symbol {symbol_id} is locked by {holder} until {expires}")
+
+
+def _ensure_row(symbol_id: int) -> None:
+    if SymbolLock.objects.filter(symbol_id=symbol_id).exists():
+        return
+    try:
+        with transaction.atomic():
+            SymbolLock.objects.create(symbol_id=symbol_id)
+    except IntegrityError:
+        pass  # created by a racing worker at the same moment: the row is what we needed

@@ -1,0 +1,29 @@
+"""Read every known symbol's filters from the exchange and save what changed.
+
+``manage.py sync_symbols`` prints, per symbol, each changed field as ``field: old → new`` (or
+"unchanged"); the changes are in the rule history with the actor "sync_symbols".
+"""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from trading.errors import ArenaError
+from trading.services import symbol_sync_filters
+
+
+class Command(BaseCommand):
+    help = "Sync symbol filters (exchangeInfo + leverageBracket) from the configured exchange."
+
+    def handle(self, *args: object, **options: object) -> None:
+        try:
+            results = symbol_sync_filters(actor="sync_symbols")
+        except ArenaError as e:
+            raise CommandError(f"Exchange unreadable, nothing changed: {e}") from e
+        for result in results:
+            self.stdout.write(str(result))
+        changed = sum(1 for r in results if r.changes)
+        failed = [r.symbol for r in results if r.error]
+        self.stdout.write(f"{changed} of {len(results)} symbols changed.")
+        if failed:
+            raise CommandError(f"Not updated (see above): {', '.join(failed)}")
