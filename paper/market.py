@@ -98,7 +98,7 @@ class Market:
             live = self.live[symbol]
         if live is not None:
             rows.append(_close(live))
-        return rows
+        return _fill_quiet_minutes(rows, self.clock())
 
     # ------------------------------------------------------------------ endpoints
     def klines(self, p: Params) -> list[list[object]]:
@@ -255,3 +255,40 @@ def _aggregate(rows: list[Candle], minutes: int) -> list[Candle]:
         else:
             out.append(replace(c, open_time=bucket, close_time=bucket + size - 1))
     return out
+
+
+MAX_QUIET_FILL = 1500  # the most candles one klines request can return
+
+
+def _fill_quiet_minutes(rows: list[Candle], now_ms: int) -> list[Candle]:
+    """Add flat, zero-volume candles for finished minutes without a trade.
+
+    Binance publishes a candle for every minute whether or not anything traded; without this
+    a static price would look like a feed that stopped.
+    """
+    if not rows:
+        return rows
+    current = now_ms - now_ms % MINUTE_MS - MINUTE_MS  # the last finished minute
+    last = rows[-1]
+    missing = (current - last.open_time) // MINUTE_MS
+    if missing <= 0:
+        return rows
+    first = current - (min(missing, MAX_QUIET_FILL) - 1) * MINUTE_MS
+    price = last.close
+    quiet = [
+        Candle(
+            open_time=t,
+            open=price,
+            high=price,
+            low=price,
+            close=price,
+            volume=ZERO,
+            close_time=t + MINUTE_MS - 1,
+            quote_volume=ZERO,
+            count=0,
+            taker_buy_volume=ZERO,
+            taker_buy_quote_volume=ZERO,
+        )
+        for t in range(first, current + 1, MINUTE_MS)
+    ]
+    return rows + quiet

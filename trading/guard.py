@@ -38,12 +38,19 @@ from django.utils import timezone
 
 from monitoring.models import MonitoringSettings, ProtectionState
 from monitoring.selectors import monitoring_settings
-from monitoring.services import alert_raise, heartbeat_record, lease_claim, lease_release
+from monitoring.services import (
+    alert_raise,
+    heartbeat_record,
+    lease_claim,
+    lease_pause,
+    lease_paused_until,
+    lease_release,
+)
 from risk.models import RiskProfile
 from risk.services import post_trade_check
 from risk.sizing import margin_excess
 from trading import services as order_path
-from trading.errors import ArenaError, OrderRejected, TemporaryError
+from trading.errors import ArenaError, OrderRejected, RateLimited, TemporaryError
 from trading.exchange import ExchangeGateway, ExchangeOrder, ExchangePosition, exchange_gateway
 from trading.locks import SymbolBusy, symbol_lock
 from trading.models import Order, Position, Symbol, SymbolLock, TradeEvent
@@ -64,6 +71,10 @@ WOULD_TRIGGER = -2021
 # Exchange statuses of an order that is still working, and of one whose stop has fired.
 WORKING = ("NEW", "PARTIALLY_FILLED")
 FIRED = ("TRIGGERED", "FINISHED", "FILLED")
+
+
+class GuardPaused(ArenaError):
+    """The exchange rate-limited or banned us: the pass sends nothing until the pause ends."""
 
 
 @dataclass
@@ -156,9 +167,19 @@ def guard_pass(*, gateway: ExchangeGateway | None = None) -> GuardReport:
     requests_before = 0
     failure: BaseException | None = None
     try:
+        paused_until = lease_paused_until(name=LEASE_NAME)
+        if paused_until is not None:
+            # Rate-limited or banned: a request now would only lengthen the ban.
+            raise GuardPaused(f"rate limited by the exchange until {paused_until:%H:%M:%S} UTC")
         gateway = gateway or exchange_gateway()
         requests_before = gateway.request_count
         _guard_run(gateway=gateway, rules=rules, report=report)
+    except RateLimited as exc:
+        failure = exc
+        report.error = f"{type(exc).__name__}: {exc}"
+        lease_pause(
+            name=LEASE_NAME, until=timezone.now() + timedelta(seconds=max(exc.retry_after, 1))
+        )
     except Exception as exc:
         # Whatever failed, the lease is released and the heartbeat says so: one bad pass (the
         # exchange down, a bug on one row) must not stop the next ones.
@@ -254,13 +275,50 @@ def guard_book_load() -> GuardBook:
 def _position_protect(ctx: _Pass, position: Position, exchange_position: ExchangePosition) -> None:
     if position.status == Position.Status.CLOSING:
         return  # a close is on its way; a new stop would only be cancelled again
-    if position.status == Position.Status.OPENING and position.opened_at > ctx.now - ctx.debounce:
-        return  # the entry is seconds old: the order path is placing its exits itself
+    if position.status == Position.Status.OPENING:
+        if position.opened_at > ctx.now - ctx.debounce:
+            return  # the entry is seconds old: the order path is placing its exits itself
+        if exchange_position.side != position.side:
+            return  # not this entry's position: reconcile reports it for a person
+        _entry_confirm(position, exchange_position)
     for kind in (SL, TP):
-        _exit_ensure(ctx, position, kind)
+        _exit_ensure(ctx, position, kind, exchange_position)
 
 
-def _exit_ensure(ctx: _Pass, position: Position, kind: str) -> None:
+def _entry_confirm(position: Position, exchange_position: ExchangePosition) -> None:
+    """An entry whose answer was lost (or whose worker died) filled: the exchange holds the
+    position. Record it as open with the exchange's quantity and entry price, then protect it."""
+    with transaction.atomic():
+        updated = Position.objects.filter(pk=position.pk, status=Position.Status.OPENING).update(
+            status=Position.Status.OPEN,
+            quantity=exchange_position.quantity,
+            entry_price=position.entry_price or exchange_position.entry_price,
+        )
+        if not updated:
+            return
+        TradeEvent.objects.create(
+            symbol=position.symbol,
+            position=position,
+            kind=TradeEvent.Kind.OPENED,
+            message=f"entry confirmed from the exchange: {exchange_position.side} "
+            f"{exchange_position.quantity} @ {exchange_position.entry_price}",
+            actor="guard",
+        )
+    position.status = Position.Status.OPEN
+    position.quantity = exchange_position.quantity
+    position.entry_price = position.entry_price or exchange_position.entry_price
+    logger.warning(
+        "[Guard] %s %s: entry found filled on the exchange (%s @ %s), recorded as open",
+        position.symbol.name,
+        position.side,
+        exchange_position.quantity,
+        exchange_position.entry_price,
+    )
+
+
+def _exit_ensure(
+    ctx: _Pass, position: Position, kind: str, exchange_position: ExchangePosition
+) -> None:
     if _exit_on_exchange(ctx, position, kind):
         _gap_closed(ctx, position, kind)
         return
@@ -277,7 +335,7 @@ def _exit_ensure(ctx: _Pass, position: Position, kind: str) -> None:
     # exits at this moment and the guard never both place one.
     try:
         with symbol_lock(position.symbol_id, LOCK_SECONDS):
-            _exit_repair(ctx, position, kind)
+            _exit_repair(ctx, position, kind, exchange_position)
     except SymbolBusy:
         return  # the order path holds the symbol; look again next pass
 
@@ -291,7 +349,9 @@ def _gap_closed(ctx: _Pass, position: Position, kind: str) -> None:
         state.save(update_fields=["gap_since", "updated_at"])
 
 
-def _exit_repair(ctx: _Pass, position: Position, kind: str) -> None:
+def _exit_repair(
+    ctx: _Pass, position: Position, kind: str, exchange_position: ExchangePosition
+) -> None:
     if _own_exit_pending(ctx, position, kind):
         _gap_closed(ctx, position, kind)
         return
@@ -324,7 +384,12 @@ def _exit_repair(ctx: _Pass, position: Position, kind: str) -> None:
     if not claimed:
         return  # debounced: an attempt was made within the window
     try:
-        price = _exit_price(position=position, kind=kind, profile=profile)
+        price = _exit_price(
+            position=position,
+            kind=kind,
+            profile=profile,
+            exchange_entry=exchange_position.entry_price,
+        )
         order = _exit_place(ctx, position, kind, price)
     except OrderRejected as exc:
         if exc.code == WOULD_TRIGGER:
@@ -752,15 +817,19 @@ def _canonical(value: object) -> str:
     return f"{value.normalize():f}" if isinstance(value, Decimal) else str(value)
 
 
-def _exit_price(*, position: Position, kind: str, profile: RiskProfile | None) -> Decimal:
-    """The recorded price, put on the current tick toward the entry; else from the rules."""
+def _exit_price(
+    *, position: Position, kind: str, profile: RiskProfile | None, exchange_entry: Decimal
+) -> Decimal:
+    """The recorded price, put on the current tick toward the entry; else from the rules and
+    the entry price (the exchange's when ours is unknown: an entry whose answer was lost)."""
     filters = position.symbol.filters
     recorded = position.stop_loss_price if kind == SL else position.take_profit_price
     if recorded:
         toward_entry_is_up = (kind == SL) == (position.side == Position.Side.LONG)
         rounder = round_price_up if toward_entry_is_up else round_price_down
         return rounder(recorded, filters)
-    if position.entry_price is None or profile is None:
+    entry_price = position.entry_price or exchange_entry or None
+    if entry_price is None or profile is None:
         raise NoExitPrice(
             f"no recorded {KIND_NAMES[kind]} price and no "
             + ("entry price" if profile else "risk profile")
@@ -768,7 +837,7 @@ def _exit_price(*, position: Position, kind: str, profile: RiskProfile | None) -
         )
     take_profit, stop_loss = exit_prices(
         side=position.side,
-        entry_price=position.entry_price,
+        entry_price=entry_price,
         take_profit_pct=profile.take_profit_pct,
         stop_loss_pct=profile.stop_loss_pct,
         filters=filters,

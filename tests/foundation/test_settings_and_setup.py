@@ -20,6 +20,7 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean_env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE"}}
     clean_env.pop("SECRET_KEY", None)
     clean_env.pop("DEBUG", None)
+    clean_env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser tests only
     clean_env.update(env)
     return subprocess.run(
         [sys.executable, "manage.py", *args],

@@ -164,3 +164,19 @@ def test_restart_when_state_file_given_then_balance_positions_and_orders_kept(
         assert client.fetch_balance()["USDT"]["total"] == 10_000 - 0.5
         new = client.create_order(BTC, "limit", "buy", 0.01, 98_000)
         assert int(new["id"]) == 3
+
+
+def test_static_klines_when_no_trade_for_minutes_then_flat_candles_for_each_minute() -> None:
+    engine = Engine()
+    market = Market(engine)
+    rows = [_candle(i, "100000", "100100", "99900", "100050") for i in range(3)]
+    market.load_history("BTCUSDT", rows)
+    market.clock = lambda: rows[-1].open_time + 4 * MINUTE_MS + 10_000  # 4 quiet minutes later
+
+    served = market.klines(Params({"symbol": "BTCUSDT", "interval": "1m"}))
+
+    assert len(served) == 7
+    assert served[-1][0] == rows[-1].open_time + 4 * MINUTE_MS
+    assert {tuple(row[1:6]) for row in served[3:]} == {
+        ("100050", "100050", "100050", "100050", "0")
+    }
