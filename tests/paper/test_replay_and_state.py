@@ -171,12 +171,12 @@ def test_static_klines_when_no_trade_for_minutes_then_flat_candles_for_each_minu
     market = Market(engine)
     rows = [_candle(i, "100000", "100100", "99900", "100050") for i in range(3)]
     market.load_history("BTCUSDT", rows)
-    market.clock = lambda: rows[-1].open_time + 4 * MINUTE_MS + 10_000  # 4 quiet minutes later
+    market.clock = lambda: rows[-1].open_time + 4 * MINUTE_MS + 10_000  # 3 finished quiet minutes
 
     served = market.klines(Params({"symbol": "BTCUSDT", "interval": "1m"}))
 
-    assert len(served) == 7
-    assert served[-1][0] == rows[-1].open_time + 4 * MINUTE_MS
+    assert len(served) == 6
+    assert served[-1][0] == rows[-1].open_time + 3 * MINUTE_MS
     assert {tuple(row[1:6]) for row in served[3:]} == {
         ("100050", "100050", "100050", "100050", "0")
     }
