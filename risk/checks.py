@@ -37,7 +37,10 @@ def check_max_open_positions(*, open_positions: int, max_open_positions: int) ->
 def check_free_margin(*, available: Decimal, margin: Decimal) -> str | None:
     """Deny an entry whose margin the available balance does not cover."""
     if available < margin:
-        return f"available balance {available} USDT does not cover the margin {margin} USDT"
+        return (
+            f"available balance {_plain(available)} USDT does not cover the margin "
+            f"{_plain(margin.quantize(Decimal('0.01')))} USDT"
+        )
     return None
 
 
@@ -47,5 +50,13 @@ def check_daily_loss(*, realized_today: Decimal, limit: Decimal | None) -> str |
         return None
     loss = -realized_today
     if loss >= limit:
-        return f"realized loss today {loss} USDT reached the daily limit {limit} USDT"
+        return (
+            f"realized loss today {_plain(loss)} USDT reached the daily limit {_plain(limit)} USDT"
+        )
     return None
+
+
+def _plain(value: Decimal) -> str:
+    """Without the database column's padding zeros: 100.0000000000 -> 100."""
+    text = format(value.normalize(), "f")
+    return text

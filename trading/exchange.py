@@ -163,6 +163,18 @@ class ExchangeGateway:
 
     Bookkeeping: ``request_count`` and ``weight_used`` (from X-MBX-USED-WEIGHT-1M) since
     construction, for heartbeats and benchmarks.
+
+    Added by the order path (the listed methods are unchanged): ``fetch_position(*, symbol)
+    -> ExchangePosition | None`` (1 request), ``fetch_open_orders`` and
+    ``fetch_open_conditional_orders`` take an optional ``symbol``, ``fetch_symbol_settings(*,
+    symbol) -> (leverage, margin_type)`` (1 request, symbolConfig), ``ensure_symbol_settings(*,
+    symbol, leverage, margin_type) -> (leverage_changed, margin_changed)`` (1 read + 1 write per
+    difference), ``fetch_kline_rows(*, symbol, interval, limit, start_ms, end_ms)`` (raw rows, 1
+    request), ``resync_clock()`` (1 request) and ``clone()`` (same configuration, for another
+    thread: a gateway is used by one thread at a time). ``ExchangeOrder.actual_order_id`` is the
+    market order a triggered conditional order became. While the exchange has asked us to wait
+    (429/418 Retry-After, recorded in ``ExchangeRequest.retry_until``) no request is sent: calls
+    raise ``RateLimited`` at once.
     """
 
     # ------------------------------------------------------------------ construction
@@ -711,6 +723,7 @@ ORDER_ACTIONS = frozenset(
 
 _CODE = re.compile(r'"code"\s*:\s*"?(-?\d+)')
 _MSG = re.compile(r'"msg"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_QUERY = re.compile(r"\?\S*")
 
 
 def parse_binance_error(text: str | None) -> tuple[int | None, str]:
@@ -737,7 +750,8 @@ def translate_error(
     code, msg = parse_binance_error(body)
     if code is None:
         code, msg = parse_binance_error(str(error))
-    text = f"{action}: {msg or error}"
+    # A query string carries the request's signature: it stays out of logs and the request log.
+    text = f"{action}: {msg or _QUERY.sub('', str(error))}"
     if status in (418, 429) or code in RATE_LIMIT_CODES:
         return RateLimited(text, code=code, action=action, retry_after=_retry_after(headers))
     if code in CLOCK_SKEW_CODES:

@@ -875,13 +875,3 @@ def _price_text(value: Decimal, symbol: Symbol) -> str:
     tick_places = max(0, -symbol.tick_size.normalize().as_tuple().exponent)
     own_places = max(0, -value.normalize().as_tuple().exponent)
     return f"{value:.{max(tick_places, own_places)}f}"
-
-
-def close_line(*, position: Position) -> str:
-    """The one line a close is logged with: ``[Close] SL @ 99700.0 | PnL -3.30 USDT``."""
-    exit_price = _price_text(position.exit_price, position.symbol) if position.exit_price else "?"
-    pnl = position.realized_pnl if position.realized_pnl is not None else Decimal("0")
-    return (
-        f"[Close] {position.close_reason} @ {exit_price} | PnL {pnl:.2f} USDT"
-        f" | {position.symbol.name} {position.side} {position.quantity.normalize():f}"
-    )

@@ -1247,3 +1247,12 @@ def candles_download(
             writer.writerows(day_rows)
         written.append(path)
     return written
+
+
+# Public names of the intent-then-send steps, for the guard's re-attached exits (it used the
+# underscored ones first; both stay).
+exit_intent_create = _exit_intent_create
+order_mark_sent = _order_mark_sent
+order_mark_failed = _order_mark_failed
+order_apply = _order_apply
+EXCHANGE_ORDER_STATUS = _STATUS

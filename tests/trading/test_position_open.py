@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from risk.models import RiskProfile
 from risk.services import rule_save
@@ -250,3 +251,26 @@ def test_resolve_when_entry_never_reached_exchange_then_position_failed(
     assert resolved.status == OpenOutcome.FAILED
     assert Position.objects.get().status == "FAILED"
     assert exchange_quantity(market, "BTCUSDT") == 0
+
+
+def test_open_when_daily_loss_limit_reached_then_refused_and_trading_halted(
+    market: object, btc: Symbol, bnb: Symbol, gateway: ExchangeGateway
+) -> None:
+    RiskProfile.objects.update(daily_loss_limit_usd=Decimal("100"))
+    Position.objects.create(
+        symbol=bnb,
+        side="LONG",
+        status="CLOSED",
+        leverage=2,
+        margin_type="ISOLATED",
+        realized_pnl=Decimal("-100"),
+        closed_at=timezone.now(),
+    )
+
+    outcome = position_open(symbol=btc, side="LONG", reason="test", gateway=gateway)
+
+    assert outcome.status == OpenOutcome.REFUSED
+    assert "reached the daily limit 100" in outcome.reason
+    switch = TradingSwitch.objects.get()
+    assert (switch.enabled, switch.changed_by) == (False, "risk")
+    assert order_requests(market) == 0
