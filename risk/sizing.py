@@ -9,11 +9,12 @@ down (its margin is at most the allowed margin at the sizing price), and the che
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from trading.rounding import SymbolFilters, check_quantity, round_quantity
 
 HUNDRED = Decimal(100)
+CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,14 @@ class Sizing:
 
 
 def allowed_margin(*, equity: Decimal, risk_pct: Decimal, max_risk_usd: Decimal) -> Decimal:
-    """margin = min(equity x risk_pct / 100, max_risk_usd); never negative."""
-    return max(Decimal(0), min(equity * risk_pct / HUNDRED, max_risk_usd))
+    """margin = min(equity x risk_pct / 100, max_risk_usd) in whole cents; never negative.
+
+    A margin budget is a USDT amount, counted in cents as traders read it: 30 % of 1833.33 is
+    549.999, which is 550.00, not a budget one thousandth of a cent too small to buy 0.011 BTC
+    at 100,000. Half a cent at most, far inside the post-trade tolerance.
+    """
+    raw = min(equity * risk_pct / HUNDRED, max_risk_usd)
+    return max(Decimal(0), raw.quantize(CENT, rounding=ROUND_HALF_UP))
 
 
 def position_size(

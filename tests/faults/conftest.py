@@ -65,9 +65,9 @@ def impatient_gateway(paper: Any, short_timeout: None, sleeps: SleepRecorder) ->
 
 @pytest.fixture
 def market(paper: Any, defaults: None) -> Any:
-    """BTCUSDT at 100000 and 1833.34 USDT: a LONG of 0.011 BTC, TP 100500, SL 99700."""
+    """BTCUSDT at 100000 and 1833.33 USDT: a LONG of 0.011 BTC, TP 100500, SL 99700."""
     paper.set_price("BTCUSDT", "100000")
-    paper.set_balance("USDT", "1833.34")
+    paper.set_balance("USDT", "1833.33")
     return paper
 
 

@@ -51,7 +51,7 @@ def test_guard_and_reconcile_when_exchange_restarted_from_state_then_all_consist
 ) -> None:
     control = own_exchange.point_settings()
     control.set_price("BTCUSDT", "100000")
-    control.set_balance("USDT", "1833.34")
+    control.set_balance("USDT", "1833.33")
     btc = Symbol.objects.get(name="BTCUSDT")
     opened = position_open(
         symbol=btc, side="LONG", reason="test", gateway=make_gateway(sleep=SleepRecorder())

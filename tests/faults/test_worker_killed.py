@@ -106,7 +106,7 @@ def test_cycle_when_worker_killed_mid_cycle_then_after_restart_one_protected_pos
 ) -> None:
     fault, kill_when, accepted_at_kill = KILL_POINTS[point]
     paper.set_price("BTCUSDT", "100000")
-    paper.set_balance("USDT", "1833.34")
+    paper.set_balance("USDT", "1833.33")
     env = _env(tmp_path, paper.url)
     _run(env, "setup")
     paper.faults(**fault)

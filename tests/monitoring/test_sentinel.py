@@ -29,7 +29,7 @@ def _fresh_guard_heartbeat() -> None:
 @pytest.fixture
 def btc_long(paper, defaults) -> Position:
     paper.set_price("BTCUSDT", "100000")
-    paper.set_balance("USDT", "1833.34")
+    paper.set_balance("USDT", "1833.33")
     gateway = fast_gateway()
     return open_long(symbol=Symbol.objects.get(name="BTCUSDT"), gateway=gateway)
 

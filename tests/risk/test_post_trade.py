@@ -38,7 +38,7 @@ def test_check_when_equity_halved_then_exactly_one_partial_close(
     market: object, btc: Symbol, gateway: ExchangeGateway
 ) -> None:
     position = position_open(symbol=btc, side="LONG", reason="t", gateway=gateway).position
-    halved = Decimal("1833.34") / 2
+    halved = Decimal("1833.33") / 2
     before = close_orders(market)
 
     first = post_trade_check(position=position, gateway=gateway, equity=halved)

@@ -39,13 +39,21 @@ def filters(defaults: None) -> dict[str, SymbolFilters]:
 
 
 def test_size_when_btc_100000_and_bnb_964_then_scenario_quantities(filters) -> None:
-    assert size(filters["BTCUSDT"], "1833.34", "100000").quantity == D("0.011")
+    assert size(filters["BTCUSDT"], "1833.33", "100000").quantity == D("0.011")
     assert size(filters["BNBUSDT"], "1833.33", "964").quantity == D("1.14")
 
 
 def test_size_when_margin_just_short_of_next_step_then_rounds_down_never_up(filters) -> None:
-    # 1833.33 x 30 % = 549.999 USDT: 0.01099998 BTC, one step short of 0.011.
-    assert size(filters["BTCUSDT"], "1833.33", "100000").quantity == D("0.010")
+    # 1833.30 x 30 % = 549.99 USDT: 0.0109998 BTC, one step short of 0.011.
+    assert size(filters["BTCUSDT"], "1833.30", "100000").quantity == D("0.010")
+
+
+def test_size_when_margin_has_fractions_of_a_cent_then_counted_in_whole_cents(filters) -> None:
+    # 1833.33 x 30 % = 549.999 USDT, a budget of 550.00: exactly 0.011 BTC at 100,000.
+    sizing = size(filters["BTCUSDT"], "1833.33", "100000")
+
+    assert sizing.margin == D("550.00")
+    assert sizing.quantity == D("0.011")
 
 
 def test_size_when_equity_large_then_margin_capped_at_max_risk_usd(filters) -> None:

@@ -34,14 +34,13 @@ def gateway(paper: object, sleeps: SleepRecorder) -> ExchangeGateway:
 
 @pytest.fixture
 def market(paper: object, defaults: None) -> object:
-    """BTCUSDT at 100000, BNBUSDT at 964 and 1833.34 USDT: the brief's scenario.
+    """BTCUSDT at 100000, BNBUSDT at 964 and 1833.33 USDT: the scenario of the default rules.
 
-    1833.34, not 1833.33: at 1833.33 the margin is 549.999 USDT and 0.011 BTC needs 550 (the
-    quantity is rounded down, never up), so 1833.33 buys 0.010.
+    30 % of 1833.33 is a margin budget of 550.00 USDT: 0.011 BTC and 1.14 BNB at 2x.
     """
     paper.set_price("BTCUSDT", "100000")
     paper.set_price("BNBUSDT", "964")
-    paper.set_balance("USDT", "1833.34")
+    paper.set_balance("USDT", "1833.33")
     return paper
 
 

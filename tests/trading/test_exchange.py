@@ -50,7 +50,7 @@ def test_fetch_when_503_burst_then_retried_until_answered(
 
     balance = gateway.fetch_balance()
 
-    assert balance.equity == Decimal("1833.34")
+    assert balance.equity == Decimal("1833.33")
     assert requests_to(market, "GET /fapi/v2/account") == 4
     assert len(sleeps.calls) == 3
     assert (
@@ -81,7 +81,7 @@ def test_fetch_when_clock_skewed_then_resyncs_once_and_succeeds(
 
     balance = gateway.fetch_balance()
 
-    assert balance.wallet == Decimal("1833.34")
+    assert balance.wallet == Decimal("1833.33")
     assert requests_to(market, "GET /fapi/v1/time") == 1
     assert requests_to(market, "GET /fapi/v2/account") == 2
     assert market.stats()["rejections"] == {"-1021": 1}
