@@ -191,7 +191,8 @@ class ExchangeGateway:
         self.client.on_rest_response = self._on_rest_response
         self.retry_policy = retry_policy or default_retry_policy()
         self.request_count = 0
-        self.weight_used = 0
+        self.weight_used = 0  # the latest X-MBX-USED-WEIGHT-1M: Binance's count this minute
+        self._weight_minute: int | None = None  # the minute ``weight_used`` was read in
         self._last = threading.local()
         self._backoff_until: datetime | None = None  # read from the request log on first use
 
@@ -558,6 +559,27 @@ class ExchangeGateway:
                 action=action,
                 retry_after=remaining,
             )
+        self._refuse_over_weight_budget(action)
+
+    def _refuse_over_weight_budget(self, action: str) -> None:
+        """Send nothing once this minute's used weight (Binance's own count for our IP, from
+        X-MBX-USED-WEIGHT-1M) reaches the budget: wait for the next minute instead of a 429.
+
+        The budget sits below Binance's 2,400 so a request already in flight elsewhere cannot
+        push the account over the limit.
+        """
+        now_ms = int(time.time() * 1000)
+        minute = now_ms // 60_000
+        budget = int(settings.EXCHANGE_WEIGHT_BUDGET_1M)
+        if self._weight_minute == minute and self.weight_used >= budget:
+            wait = (minute + 1) * 60 - now_ms / 1000
+            raise RateLimited(
+                f"{action}: not sent, {self.weight_used} of the {budget} weight budget used "
+                f"this minute; next minute in {wait:.0f}s",
+                code=-1003,
+                action=action,
+                retry_after=wait,
+            )
 
     def _call(
         self,
@@ -677,6 +699,7 @@ class ExchangeGateway:
         used = (response_headers or {}).get("X-MBX-USED-WEIGHT-1M")
         if used is not None and str(used).isdigit():
             self.weight_used = int(used)
+            self._weight_minute = int(time.time() * 1000) // 60_000
         return response_body.strip()
 
 

@@ -280,40 +280,21 @@ def _position_protect(ctx: _Pass, position: Position, exchange_position: Exchang
             return  # the entry is seconds old: the order path is placing its exits itself
         if exchange_position.side != position.side:
             return  # not this entry's position: reconcile reports it for a person
-        _entry_confirm(position, exchange_position)
+        # The entry's answer was lost (or its worker died) and it filled: the order path looks
+        # it up by client id, records the fill and places TP and SL; the next pass checks them.
+        outcome = order_path.position_entry_resolve(
+            position=position, gateway=ctx.gateway, actor="guard"
+        )
+        logger.warning(
+            "[Guard] %s %s: entry left opening, resolved from the exchange: %s (%s)",
+            position.symbol.name,
+            position.side,
+            outcome.status,
+            outcome.reason,
+        )
+        return
     for kind in (SL, TP):
         _exit_ensure(ctx, position, kind, exchange_position)
-
-
-def _entry_confirm(position: Position, exchange_position: ExchangePosition) -> None:
-    """An entry whose answer was lost (or whose worker died) filled: the exchange holds the
-    position. Record it as open with the exchange's quantity and entry price, then protect it."""
-    with transaction.atomic():
-        updated = Position.objects.filter(pk=position.pk, status=Position.Status.OPENING).update(
-            status=Position.Status.OPEN,
-            quantity=exchange_position.quantity,
-            entry_price=position.entry_price or exchange_position.entry_price,
-        )
-        if not updated:
-            return
-        TradeEvent.objects.create(
-            symbol=position.symbol,
-            position=position,
-            kind=TradeEvent.Kind.OPENED,
-            message=f"entry confirmed from the exchange: {exchange_position.side} "
-            f"{exchange_position.quantity} @ {exchange_position.entry_price}",
-            actor="guard",
-        )
-    position.status = Position.Status.OPEN
-    position.quantity = exchange_position.quantity
-    position.entry_price = position.entry_price or exchange_position.entry_price
-    logger.warning(
-        "[Guard] %s %s: entry found filled on the exchange (%s @ %s), recorded as open",
-        position.symbol.name,
-        position.side,
-        exchange_position.quantity,
-        exchange_position.entry_price,
-    )
 
 
 def _exit_ensure(
@@ -421,27 +402,11 @@ def _exit_repair(
 
 
 def _exit_place(ctx: _Pass, position: Position, kind: str, price: Decimal) -> Order:
-    """Store the exit as an intent, send it, record the answer: the order path's own steps, so
-    client order ids are derived in one place."""
-    with transaction.atomic():
-        order = order_path._exit_intent_create(position=position, kind=kind, price=price)
-    order_path._order_mark_sent(order)
-    try:
-        answer = ctx.gateway.create_exit_order(
-            symbol=position.symbol.name,
-            side=order.side,
-            kind=kind,
-            stop_price=price,
-            client_order_id=order.client_order_id,
-        )
-    except OrderRejected as exc:
-        order_path._order_mark_failed(order, Order.Status.REJECTED, exc)
-        raise
-    except ArenaError as exc:
-        # The answer was lost: the order may exist; the next attempt looks it up by client id.
-        order_path._order_mark_failed(order, Order.Status.UNKNOWN, exc)
-        raise
-    order_path._order_apply(order, answer)
+    """Place the exit through the order path (client ids derived in one place), then record
+    the price it protects at."""
+    order = order_path.exit_order_place(
+        position=position, kind=kind, price=price, gateway=ctx.gateway
+    )
     field_name = "stop_loss_price" if kind == SL else "take_profit_price"
     with transaction.atomic():
         Position.objects.filter(pk=position.pk).update(**{field_name: price})
@@ -489,7 +454,7 @@ def _own_exit_pending(ctx: _Pass, position: Position, kind: str) -> bool:
             _order_status_set(order, Order.Status.EXPIRED, note="not found on the exchange")
             continue
         if order.status != _order_status_of(found):
-            order_path._order_apply(order, found)
+            order_path.order_refresh(order=order, found=found)
         if found.status in WORKING or found.status in FIRED:
             # Working but hidden from the lists, or fired (the position is closing; the next
             # pass records the close): either way a second order must not be placed.
@@ -498,7 +463,7 @@ def _own_exit_pending(ctx: _Pass, position: Position, kind: str) -> bool:
 
 
 def _order_status_of(found: ExchangeOrder) -> str:
-    return order_path._STATUS.get(found.status, Order.Status.UNKNOWN)
+    return order_path.order_status_of(found)
 
 
 def _order_status_set(order: Order, status: str, *, note: str = "") -> None:

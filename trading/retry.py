@@ -55,7 +55,7 @@ class RetryPolicy:
 def default_retry_policy() -> RetryPolicy:
     """The policy from settings (EXCHANGE_RETRY_MAX_SECONDS bounds the total time)."""
     return RetryPolicy(
-        max_total_seconds=float(getattr(settings, "EXCHANGE_RETRY_MAX_SECONDS", 20.0)),
+        max_total_seconds=float(settings.EXCHANGE_RETRY_MAX_SECONDS),
     )
 
 

@@ -1249,10 +1249,41 @@ def candles_download(
     return written
 
 
-# Public names of the intent-then-send steps, for the guard's re-attached exits (it used the
-# underscored ones first; both stay).
-exit_intent_create = _exit_intent_create
-order_mark_sent = _order_mark_sent
-order_mark_failed = _order_mark_failed
-order_apply = _order_apply
-EXCHANGE_ORDER_STATUS = _STATUS
+def exit_order_place(
+    *, position: Position, kind: str, price: Decimal, gateway: ExchangeGateway
+) -> Order:
+    """Place one stop-loss or take-profit for an open position: intent stored, sent, recorded.
+
+    For the guard's re-attach. Raises ``OrderRejected`` (recorded as REJECTED) when the
+    exchange refuses it, and any other ``ArenaError`` after recording the order as UNKNOWN: the
+    answer may have been lost, so the next attempt looks it up by its client id first.
+    """
+    with transaction.atomic():
+        order = _exit_intent_create(position=position, kind=kind, price=price)
+    _order_mark_sent(order)
+    try:
+        answer = gateway.create_exit_order(
+            symbol=position.symbol.name,
+            side=order.side,
+            kind=kind,
+            stop_price=price,
+            client_order_id=order.client_order_id,
+        )
+    except OrderRejected as exc:
+        _order_mark_failed(order, Order.Status.REJECTED, exc)
+        raise
+    except ArenaError as exc:
+        _order_mark_failed(order, Order.Status.UNKNOWN, exc)
+        raise
+    _order_apply(order, answer)
+    return order
+
+
+def order_refresh(*, order: Order, found: ExchangeOrder) -> None:
+    """Record what the exchange reports of one of our orders."""
+    _order_apply(order, found)
+
+
+def order_status_of(found: ExchangeOrder) -> str:
+    """Our Order status for an order status the exchange reports."""
+    return _STATUS.get(found.status, Order.Status.UNKNOWN)

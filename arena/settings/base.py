@@ -180,6 +180,10 @@ BINANCE_API_KEY = env.str("BINANCE_API_KEY", default="")
 BINANCE_API_SECRET = env.str("BINANCE_API_SECRET", default="")
 BINANCE_DEMO = env.bool("BINANCE_DEMO", default=False)
 EXCHANGE_TIMEOUT_SECONDS = env.float("EXCHANGE_TIMEOUT_SECONDS", default=10.0)
+# Longest time one exchange call may spend retrying temporary errors.
+EXCHANGE_RETRY_MAX_SECONDS = env.float("EXCHANGE_RETRY_MAX_SECONDS", default=20.0)
+# Request weight per minute the bot allows itself (Binance's IP limit is 2,400).
+EXCHANGE_WEIGHT_BUDGET_1M = env.int("EXCHANGE_WEIGHT_BUDGET_1M", default=2000)
 
 # --- Alerts and LLM -------------------------------------------------------------------------
 TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -169,3 +171,20 @@ def test_fetch_when_banned_past_retry_budget_then_later_calls_send_nothing_until
 
     assert sum(market.stats()["requests"].values()) == sent
     assert ExchangeRequest.objects.filter(retry_until__isnull=False).count() == 1
+
+
+def test_fetch_when_minute_weight_budget_used_then_nothing_sent_until_next_minute(
+    market: object, gateway: ExchangeGateway, settings: object, time_machine: object
+) -> None:
+    # Start of a fresh minute, so the test cannot straddle Binance's one-minute window.
+    next_minute = (int(time.time()) // 60 + 1) * 60
+    time_machine.move_to(datetime.fromtimestamp(next_minute + 1, tz=UTC), tick=True)
+    settings.EXCHANGE_WEIGHT_BUDGET_1M = 20
+    while gateway.weight_used < 20:  # positionRisk weighs 5: four calls reach the budget
+        gateway.fetch_positions()
+    sent = sum(market.stats()["requests"].values())
+
+    with pytest.raises(RateLimited, match="weight budget used this minute"):
+        gateway.fetch_balance()
+
+    assert sum(market.stats()["requests"].values()) == sent
