@@ -2,6 +2,9 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+# make run: the paper exchange replays the shipped candles this many times faster than real time.
+PAPER_SPEED ?= 60
+export PAPER_SPEED
 
 .PHONY: run test lint format bench clean
 
@@ -14,7 +17,7 @@ $(VENV)/.installed: requirements/base.txt requirements/production.txt requiremen
 
 run: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --no-input
-	$(BIN)/python manage.py bootstrap
+	$(BIN)/python manage.py bootstrap --replay-speed $(PAPER_SPEED)
 	$(BIN)/honcho -f Procfile.local start
 
 test: $(VENV)/.installed
@@ -33,6 +36,7 @@ format: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m paper.bench
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) var staticfiles

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     with env.bench_database() as engine:
         from paper.testing import PaperControl, PaperExchangeServer
 
-        with PaperExchangeServer(port=0, feed="static") as server:
+        with PaperExchangeServer(port=0, feed="static", extra_symbols=len(synthetic)) as server:
             control = PaperControl(server.url)
             unlimited(control)
             env.django_setup(paper_url=server.url)
@@ -72,8 +72,8 @@ def header(*, engine: str, synthetic: int) -> list[str]:
         "is off; the paper exchange counts weight as Binance does.",
         "",
         f"Paper lists {env.REAL_SYMBOLS} symbols and allows one position per symbol (one-way "
-        f"mode); {synthetic} synthetic clones of {env.TEMPLATE} were added for this run only "
-        "(bench/env.py). See the note at the end.",
+        f"mode); the exchange was started with {synthetic} synthetic clones of {env.TEMPLATE} "
+        "(`extra_symbols`, paper/symbols.py).",
         "",
     ]
 
@@ -151,7 +151,8 @@ def replay_section(*, seconds: float, speed: float, guard_rows) -> list[str]:
     Symbol.objects.filter(name__in=REAL_NAMES).update(enabled=True)
     from django.conf import settings
 
-    with PaperExchangeServer(port=0, feed="replay", speed=speed) as server:
+    # The real six only: the synthetic symbols' rows are disabled above.
+    with PaperExchangeServer(port=0, feed="replay", speed=speed, extra_symbols=0) as server:
         control = PaperControl(server.url)
         unlimited(control)
         control.set_balance("USDT", "10000")
@@ -180,15 +181,6 @@ def replay_section(*, seconds: float, speed: float, guard_rows) -> list[str]:
         f"symbols at once); the heaviest measured pass weighed {per_pass:g}. A {BOT_SYMBOLS}-"
         f"symbol bot guarding every {5} s uses {per_minute:.0f} of Binance's 2,400 weight per "
         f"minute: **{share:.0%}**, before trade cycles (klines, entries) and the sentinel.",
-        "",
-        "## Note for paper",
-        "",
-        "Paper's symbol list is fixed to six (paper/data/exchange_info.json, "
-        "paper.symbols.symbols() is cached at first use). To serve 20-200 symbols without this "
-        "bench's patch, paper would need e.g. `PaperExchangeServer().start(extra_symbols=N)` (or "
-        "a `PAPER_EXTRA_SYMBOLS` setting) that clones a template symbol's filters and "
-        "leverage brackets under synthetic names, with start prices, before `symbols()` is first "
-        "read; the replay feed would also need candles for them (a scaled copy of a real set).",
     ]
 
 

@@ -1,16 +1,14 @@
 """The benchmarks' world: a throwaway database, Django, and a paper exchange with enough symbols.
 
-The paper exchange lists six symbols (its ``data/exchange_info.json``) and holds one position per
-symbol in one-way mode, so 200 open positions need 200 symbols. Paper has no setting for extra
-symbols; ``synthetic_symbols`` adds them for this process only, before the in-process server
-starts, by pointing ``paper.symbols`` at a temporary copy of its data files with clones of
-ADAUSDT (same filters and brackets, named ``S001USDT``...). Nothing in ``paper/`` is changed.
+The paper exchange lists six real symbols and holds one position per symbol in one-way mode, so
+200 open positions need 200 symbols: the bench starts it with ``extra_symbols=N``, paper's
+synthetic clones of ADAUSDT (same filters and brackets, named ``SYN001USDT``...; see
+:mod:`paper.symbols`).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import os
 import tempfile
 import uuid
@@ -24,41 +22,13 @@ TEMPLATE = "ADAUSDT"
 REAL_SYMBOLS = 6
 
 
-def synthetic_name(index: int) -> str:
-    return f"S{index:03d}USDT"
-
-
 def synthetic_symbols(count: int) -> list[str]:
-    """Add ``count`` clones of ADAUSDT to the paper exchange's symbol list (this process only).
+    """The names of paper's first ``count`` synthetic symbols; start the paper exchange with
+    ``extra_symbols=count`` to list them."""
+    from paper.symbols import SYNTHETIC_TEMPLATE, synthetic_name
 
-    Call before the paper exchange starts: ``paper.symbols`` caches what it reads.
-    """
-    import paper.symbols as paper_symbols
-
-    if count <= 0:
-        return []
-    source = paper_symbols.DATA_DIR
-    info = json.loads((source / "exchange_info.json").read_text())
-    brackets = json.loads((source / "leverage_brackets.json").read_text())
-    template = next(s for s in info["symbols"] if s["symbol"] == TEMPLATE)
-    template_brackets = next(b for b in brackets["brackets"] if b["symbol"] == TEMPLATE)
-    names = [synthetic_name(i) for i in range(1, count + 1)]
-    for name in names:
-        entry = copy.deepcopy(template)
-        entry.update(symbol=name, pair=name, baseAsset=name.removesuffix("USDT"))
-        info["symbols"].append(entry)
-        clone = copy.deepcopy(template_brackets)
-        clone["symbol"] = name
-        brackets["brackets"].append(clone)
-        paper_symbols.DEFAULT_PRICES[name] = paper_symbols.DEFAULT_PRICES[TEMPLATE]
-    target = Path(tempfile.mkdtemp(prefix="arena-bench-symbols-"))
-    (target / "exchange_info.json").write_text(json.dumps(info))
-    (target / "leverage_brackets.json").write_text(json.dumps(brackets))
-    paper_symbols.DATA_DIR = target
-    paper_symbols.exchange_info.cache_clear()
-    paper_symbols.leverage_brackets.cache_clear()
-    paper_symbols.symbols.cache_clear()
-    return names
+    assert SYNTHETIC_TEMPLATE == TEMPLATE
+    return [synthetic_name(i) for i in range(1, count + 1)]
 
 
 @contextmanager

@@ -167,6 +167,13 @@ def _heartbeat_findings(*, rules: MonitoringSettings, now: datetime) -> list[Fin
     stale_after = timedelta(seconds=rules.heartbeat_stale_seconds)
     if latest_ok is not None and latest_ok.finished_at >= now - stale_after:
         return []
+    if (
+        latest_ok is None
+        and not Heartbeat.objects.filter(process=Heartbeat.Process.SENTINEL).exists()
+    ):
+        # The sentinel's very first pass runs beside the guard's first: nothing is overdue yet.
+        # From its next pass on, a guard that never completed one is reported.
+        return []
     latest = Heartbeat.objects.filter(process=Heartbeat.Process.GUARD).order_by("-finished_at")
     last = latest.first()
     if latest_ok is None:

@@ -23,7 +23,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from paper.symbols import DEFAULT_PRICES, round_to_tick, symbols
+from paper.symbols import (
+    DEFAULT_PRICES,
+    REAL_PRICES,
+    SYNTHETIC_TEMPLATE,
+    is_synthetic,
+    round_to_tick,
+    symbols,
+)
 
 CANDLE_DIR = Path(__file__).resolve().parent / "candles"
 MINUTE_MS = 60_000
@@ -116,12 +123,53 @@ def load(path: Path) -> list[Candle]:
 
 
 def load_dir(directory: Path = CANDLE_DIR) -> dict[str, list[Candle]]:
-    """Load ``<SYMBOL>-1m*.csv[.gz]`` files of a directory, by symbol."""
+    """Load ``<SYMBOL>-1m*.csv[.gz]`` files of a directory, by symbol.
+
+    Synthetic symbols without a file of their own get the template's candles, scaled to their
+    start price (:func:`scaled_copy`), when the directory has the template's file.
+    """
     result: dict[str, list[Candle]] = {}
     for path in sorted(directory.glob("*-1m*")):
         name = path.name.split("-", 1)[0]
         if name in symbols():
             result[name] = load(path)
+    template = result.get(SYNTHETIC_TEMPLATE)
+    if template:
+        for name in symbols():
+            if is_synthetic(name) and name not in result:
+                result[name] = scaled_copy(template, name)
+    return result
+
+
+def scaled_copy(candles: list[Candle], symbol: str) -> list[Candle]:
+    """The template's candles with prices scaled to ``symbol``'s start price, on its tick.
+
+    The shape (and so every move in a replay) is the template's: synthetic symbols move together.
+    """
+    sym = symbols()[symbol]
+    factor = DEFAULT_PRICES[symbol] / REAL_PRICES[SYNTHETIC_TEMPLATE]
+    result: list[Candle] = []
+    for c in candles:
+        o, h, lo, cl = (
+            round_to_tick(v * factor, sym.tick) for v in (c.open, c.high, c.low, c.close)
+        )
+        result.append(
+            Candle(
+                open_time=c.open_time,
+                open=o,
+                high=max(h, o, cl),
+                low=min(lo, o, cl),
+                close=cl,
+                volume=c.volume,
+                close_time=c.close_time,
+                quote_volume=(c.quote_volume * factor).quantize(Decimal("0.01")),
+                count=c.count,
+                taker_buy_volume=c.taker_buy_volume,
+                taker_buy_quote_volume=(c.taker_buy_quote_volume * factor).quantize(
+                    Decimal("0.01")
+                ),
+            )
+        )
     return result
 
 

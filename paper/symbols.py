@@ -1,8 +1,17 @@
-"""Symbols, filters and leverage brackets, read from paper's own data files."""
+"""Symbols, filters and leverage brackets, read from paper's own data files.
+
+Besides the six real symbols of ``data/exchange_info.json``, the exchange can list synthetic ones
+(:func:`set_extra_symbols`): ``SYN001USDT``, ``SYN002USDT``... with base asset ``SYN001``..., each a
+clone of :data:`SYNTHETIC_TEMPLATE`'s filters and leverage brackets. They exist so tests and
+benchmarks can hold more positions at once than six symbols allow (one per symbol, one-way mode);
+they are not, and are never named like, a real market.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
@@ -20,6 +29,59 @@ DEFAULT_PRICES: dict[str, Decimal] = {
     "DOGEUSDT": Decimal("0.35"),
     "ADAUSDT": Decimal("0.9"),
 }
+REAL_PRICES = dict(DEFAULT_PRICES)
+
+# The real symbol every synthetic one copies: filters, leverage brackets and candle shape.
+SYNTHETIC_TEMPLATE = "ADAUSDT"
+SYNTHETIC_PATTERN = re.compile(r"^SYN\d{3,}USDT$")
+_extra_symbols = 0
+
+
+def synthetic_name(index: int) -> str:
+    """The ``index``-th synthetic symbol (from 1): ``SYN001USDT``."""
+    return f"SYN{index:03d}USDT"
+
+
+def is_synthetic(name: str) -> bool:
+    """Whether ``name`` is one of paper's synthetic symbols, not a real market."""
+    return bool(SYNTHETIC_PATTERN.match(name))
+
+
+def synthetic_price(index: int) -> Decimal:
+    """The start price of the ``index``-th synthetic symbol: the template's, 1 % higher per index,
+    on the template's tick, so each symbol is told apart by its price."""
+    tick = symbols()[SYNTHETIC_TEMPLATE].tick
+    return round_to_tick(REAL_PRICES[SYNTHETIC_TEMPLATE] * (1 + Decimal(index) / 100), tick)
+
+
+def extra_symbols() -> int:
+    """How many synthetic symbols this process lists."""
+    return _extra_symbols
+
+
+def set_extra_symbols(count: int) -> list[str]:
+    """List ``count`` synthetic symbols (and no more) in this process; return their names.
+
+    The symbol list is one per process and read when an exchange is built: call this before
+    building one (``PaperExchangeServer.start(extra_symbols=N)`` does). Paper exchanges running
+    in the same process meanwhile keep the list they were built with only if ``count`` is the
+    same; run exchanges with different counts one after another.
+    """
+    global _extra_symbols
+    if count < 0:
+        raise ValueError(f"extra_symbols must be 0 or more, not {count}")
+    names = [synthetic_name(i) for i in range(1, count + 1)]
+    if count == _extra_symbols:
+        return names
+    _extra_symbols = count
+    for name in [n for n in DEFAULT_PRICES if is_synthetic(n)]:
+        del DEFAULT_PRICES[name]
+    for i, name in enumerate(names, start=1):
+        DEFAULT_PRICES[name] = synthetic_price(i)
+    exchange_info.cache_clear()
+    leverage_brackets.cache_clear()
+    symbols.cache_clear()
+    return names
 
 
 @dataclass(frozen=True)
@@ -86,13 +148,24 @@ def exchange_info() -> dict[str, Any]:
     """Return the exchangeInfo document (without our ``_source`` note)."""
     raw = json.loads((DATA_DIR / "exchange_info.json").read_text())
     raw.pop("_source", None)
+    template = next(s for s in raw["symbols"] if s["symbol"] == SYNTHETIC_TEMPLATE)
+    for i in range(1, _extra_symbols + 1):
+        name = synthetic_name(i)
+        entry = copy.deepcopy(template)
+        entry.update(symbol=name, pair=name, baseAsset=name.removesuffix("USDT"))
+        entry["underlyingSubType"] = ["Synthetic"]
+        raw["symbols"].append(entry)
     return raw
 
 
 @cache
 def leverage_brackets() -> list[dict[str, Any]]:
     """Return the leverageBracket response body for every symbol."""
-    return json.loads((DATA_DIR / "leverage_brackets.json").read_text())["brackets"]
+    rows = json.loads((DATA_DIR / "leverage_brackets.json").read_text())["brackets"]
+    template = next(row for row in rows if row["symbol"] == SYNTHETIC_TEMPLATE)
+    for i in range(1, _extra_symbols + 1):
+        rows.append({**copy.deepcopy(template), "symbol": synthetic_name(i)})
+    return rows
 
 
 @cache

@@ -19,6 +19,7 @@ engineer's tests: keep them backwards compatible.
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 from decimal import Decimal
@@ -26,6 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from paper.runtime import PaperExchange, api_credentials
+from paper.symbols import extra_symbols as current_extra_symbols
+from paper.symbols import set_extra_symbols
+
+
+def extra_symbols_from_env() -> int:
+    """``PAPER_EXTRA_SYMBOLS`` as a count of synthetic symbols (0 when unset)."""
+    return int(os.environ.get("PAPER_EXTRA_SYMBOLS") or 0)
 
 
 class PaperExchangeServer:
@@ -34,6 +42,7 @@ class PaperExchangeServer:
     def __init__(self, **start_kwargs: Any) -> None:
         self._start_kwargs = start_kwargs
         self.exchange: PaperExchange | None = None
+        self._previous_extra: int | None = None
         self.api_key, self.api_secret = api_credentials()
 
     def start(
@@ -46,6 +55,7 @@ class PaperExchangeServer:
         api_secret: str | None = None,
         prices: dict[str, str | Decimal] | None = None,
         host: str = "127.0.0.1",
+        extra_symbols: int | None = None,
     ) -> PaperExchangeServer:
         """Start serving; ``port=0`` picks a free port. Returns ``self``.
 
@@ -53,7 +63,13 @@ class PaperExchangeServer:
         candles at ``speed`` x real time). ``state_file``: JSON file restored at start and kept
         up to date. ``api_key``/``api_secret`` default to ``PAPER_API_KEY``/``PAPER_API_SECRET``
         or ``arena-paper-key``/``arena-paper-secret``. ``prices``: start prices per symbol.
+        ``extra_symbols``: how many synthetic symbols (``SYN001USDT``..., clones of ADAUSDT's
+        filters, brackets and candles; see :mod:`paper.symbols`) to list besides the six real
+        ones; ``None`` reads ``PAPER_EXTRA_SYMBOLS`` (default 0). The symbol list is one per
+        process: the last exchange started sets it, and :meth:`stop` puts back the one before.
         """
+        self._previous_extra = current_extra_symbols()
+        set_extra_symbols(extra_symbols_from_env() if extra_symbols is None else extra_symbols)
         self.api_key = api_key or self.api_key
         self.api_secret = api_secret or self.api_secret
         self.exchange = PaperExchange(
@@ -80,6 +96,9 @@ class PaperExchangeServer:
         if self.exchange is not None:
             self.exchange.stop()
             self.exchange = None
+        if self._previous_extra is not None:
+            set_extra_symbols(self._previous_extra)
+            self._previous_extra = None
 
     def __enter__(self) -> PaperExchangeServer:
         return self.start(**self._start_kwargs)

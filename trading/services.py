@@ -59,6 +59,11 @@ CLIENT_ID_PREFIX = "arena-"
 
 
 # --------------------------------------------------------------------------- outcomes
+def _plain(value: Decimal | None) -> str:
+    """A stored decimal as a trader writes it: 0.011, not 0.0110000000."""
+    return "-" if value is None else f"{value.normalize():f}"
+
+
 @dataclass(frozen=True)
 class OpenOutcome:
     """What ``position_open`` did: opened, refused (nothing sent) or failed (reason says)."""
@@ -78,7 +83,7 @@ class OpenOutcome:
     def __str__(self) -> str:
         if self.ok and self.position is not None:
             p = self.position
-            return f"opened {p.side} {p.quantity} {p.symbol} @ {p.entry_price}"
+            return f"opened {p.side} {_plain(p.quantity)} {p.symbol} @ {_plain(p.entry_price)}"
         return f"{self.status}: {self.reason}"
 
 

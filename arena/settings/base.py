@@ -156,6 +156,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Django's LOGGING (stdout, one format) applies in the worker too.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_DEFAULT_QUEUE = "default"
@@ -205,6 +207,11 @@ LOGGING = {
     "loggers": {
         "django": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
         "ccxt": {"level": "WARNING"},
+        # One line per task received/succeeded and per beat tick repeats every 5 s: the guard
+        # and the order path log what they do themselves.
+        "celery.app.trace": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
+        "celery.beat": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
     },
 }

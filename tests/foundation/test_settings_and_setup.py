@@ -90,3 +90,18 @@ def test_default_symbols_when_loaded_then_each_passes_its_own_validation(
     defaults: None, name: str
 ) -> None:
     Symbol.objects.get(name=name).full_clean()
+
+
+def test_bootstrap_when_fresh_local_replay_then_cycles_tuned_and_scheduled(db: None) -> None:
+    from django_celery_beat.models import PeriodicTask
+
+    from trading.models import Strategy
+
+    call_command("bootstrap", "--replay-speed", "60", verbosity=0)
+
+    strategy = Strategy.objects.get(symbol__name="BTCUSDT")
+    assert strategy.interval_seconds == 30
+    assert strategy.parameters["cross_lookback"] == 30
+    cycle = PeriodicTask.objects.get(name="cycle: BTCUSDT")
+    assert (cycle.enabled, cycle.interval.every, cycle.interval.period) == (True, 30, "seconds")
+    assert not PeriodicTask.objects.get(name="cycle: ETHUSDT").enabled

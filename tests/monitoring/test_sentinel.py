@@ -109,3 +109,17 @@ def test_guard_command_when_once_then_prints_summary(paper, defaults, capsys):
 
     # Assert
     assert "guard: 0 position(s) | 3 request(s)" in capsys.readouterr().out
+
+
+def test_sentinel_pass_when_first_ever_beside_guard_first_pass_then_no_stale_alert_until_next(
+    paper, defaults
+):
+    # Arrange: a fresh installation; neither the guard nor the sentinel has completed a pass.
+
+    # Act
+    first = sentinel_pass(gateway=fast_gateway())
+    second = sentinel_pass(gateway=fast_gateway())
+
+    # Assert
+    assert "sentinel.guard_stale" not in {f.key for f in first.findings}
+    assert "sentinel.guard_stale" in {f.key for f in second.findings}

@@ -3,11 +3,14 @@
 The workers and Beat are subprocesses on pytest's test database (committed rows: transactional
 tests) and the paper exchange of this process. Every symbol gets a manual LONG or SHORT; the test
 watches the exchange itself and records, per symbol, when the position appeared and when its
-stop-loss did. Paper lists six symbols (one position each, one-way mode), so six, not twenty.
+stop-loss did. Twenty symbols: paper's six real ones and fourteen synthetic clones of ADAUSDT
+(``SYN001USDT``..., paper's ``extra_symbols``; one position per symbol in one-way mode), with
+project rows copied from ADAUSDT's.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import subprocess
@@ -31,13 +34,17 @@ GUARD_INTERVAL_SECONDS = 5
 CYCLE_SECONDS = 10
 DEADLINE_SECONDS = 120
 FILTER_REJECTIONS = ("-1111", "-4164", "-4005", "-4003")
+SYMBOLS = 20
+REAL_SYMBOLS = 6
+TEMPLATE = "ADAUSDT"
 
 
 @pytest.fixture
 def exchange() -> Iterator[Any]:
     from paper.testing import PaperControl, PaperExchangeServer
 
-    with PaperExchangeServer(port=0, feed="static") as server:
+    extra = SYMBOLS - REAL_SYMBOLS
+    with PaperExchangeServer(port=0, feed="static", extra_symbols=extra) as server:
         control = PaperControl(server.url)
         control.set_balance("USDT", "100000")
         yield control
@@ -96,14 +103,35 @@ def processes(tmp_path: Path) -> Iterator[Any]:
                 process.wait(timeout=10)
 
 
+def _synthetic_symbols_create() -> None:
+    """Symbol and Strategy rows for paper's synthetic symbols, copied from the template's: the
+    same filters the exchange serves for them (paper clones the template's)."""
+    from paper.symbols import is_synthetic, symbols
+    from trading.models import Strategy, Symbol
+
+    template = Symbol.objects.get(name=TEMPLATE)
+    strategy = Strategy.objects.get(symbol=template)
+    for name in [n for n in symbols() if is_synthetic(n)]:
+        clone = copy.copy(template)
+        clone.pk = None
+        clone.name = name
+        clone.base_asset = name.removesuffix("USDT")
+        clone.save()
+        rules = copy.copy(strategy)
+        rules.pk = None
+        rules.symbol = clone
+        rules.save()
+
+
 def _rules_for_every_symbol() -> list[str]:
     """Every symbol enabled on the manual agent with a signal waiting; room for all of them."""
     from risk.models import RiskProfile
     from signals.services import manual_signal_create
     from trading.models import Strategy, Symbol
 
+    _synthetic_symbols_create()
     RiskProfile.objects.filter(is_active=True).update(
-        max_open_positions=20, risk_pct=Decimal("5"), max_risk_usd=Decimal("100")
+        max_open_positions=SYMBOLS + 5, risk_pct=Decimal("5"), max_risk_usd=Decimal("100")
     )
     Symbol.objects.update(enabled=True)
     Strategy.objects.update(agent=Strategy.Agent.MANUAL, interval_seconds=CYCLE_SECONDS)
@@ -140,6 +168,7 @@ def test_workers_when_two_workers_and_beat_trade_every_symbol_then_no_duplicates
     transactional_db: None, defaults: None, exchange: Any, processes: Any
 ) -> None:
     names = _rules_for_every_symbol()
+    assert len(names) == SYMBOLS
     env = _env(exchange.url)
     for _ in range(2):
         processes(

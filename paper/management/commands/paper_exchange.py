@@ -11,6 +11,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from paper.runtime import PaperExchange
+from paper.symbols import set_extra_symbols
+from paper.testing import extra_symbols_from_env
 
 
 class Command(BaseCommand):
@@ -26,9 +28,21 @@ class Command(BaseCommand):
         parser.add_argument(
             "--state", type=Path, default=None, help="JSON file restored at start, kept saved"
         )
+        parser.add_argument(
+            "--extra-symbols",
+            type=int,
+            default=None,
+            help=(
+                "synthetic symbols SYN001USDT... (clones of ADAUSDT) to list besides the six real"
+                " ones; default PAPER_EXTRA_SYMBOLS or 0"
+            ),
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        extra = options["extra_symbols"]
+        extra = extra_symbols_from_env() if extra is None else extra
+        set_extra_symbols(extra)
         exchange = PaperExchange(
             host=options["host"],
             port=options["port"],
@@ -38,7 +52,8 @@ class Command(BaseCommand):
         ).start()
         self.stdout.write(
             f"paper exchange on {exchange.url} (feed {options['feed']}, speed"
-            f" {options['speed']}, state {options['state'] or 'in memory'}); Ctrl-C stops"
+            f" {options['speed']}, state {options['state'] or 'in memory'}, {extra} synthetic"
+            " symbol(s)); Ctrl-C stops"
         )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

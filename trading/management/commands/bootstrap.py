@@ -7,9 +7,13 @@ import secrets
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
-from trading.models import Symbol
+from risk.services import rule_save
+from trading.models import Strategy, Symbol
+
+# A local arena's trade cycles run this often, so trades show within a couple of minutes.
+LOCAL_CYCLE_SECONDS = 30
 
 
 class Command(BaseCommand):
@@ -18,13 +22,42 @@ class Command(BaseCommand):
         "with DEBUG on, create a local admin login and print it once."
     )
 
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--replay-speed",
+            type=int,
+            default=None,
+            help="The local paper exchange replays candles this many times faster than real "
+            f"time: fresh local rules then cycle every {LOCAL_CYCLE_SECONDS} s and look for "
+            "crossovers over the candles replayed in between.",
+        )
+
     def handle(self, *args, **options) -> None:
+        from signals.schedules import cycle_schedules_sync
+
         if Symbol.objects.exists():
             self.stdout.write("Rules already present: defaults not reloaded.")
         else:
             call_command("loaddata", "defaults", verbosity=0)
             self.stdout.write("Default rules loaded (BTCUSDT and BNBUSDT enabled, 2x, 30 %).")
+            speed = options["replay_speed"]
+            if speed is not None:
+                self._tune_to_replay(speed)
+        cycle_schedules_sync()
         self._ensure_development_admin()
+
+    def _tune_to_replay(self, speed: int) -> None:
+        if speed < 1:
+            raise CommandError("--replay-speed must be at least 1.")
+        candles_per_cycle = max(1, LOCAL_CYCLE_SECONDS * speed // 60)
+        for strategy in Strategy.objects.all():
+            strategy.interval_seconds = LOCAL_CYCLE_SECONDS
+            strategy.parameters = {**strategy.parameters, "cross_lookback": candles_per_cycle}
+            rule_save(instance=strategy, actor="bootstrap")
+        self.stdout.write(
+            f"Local replay at {speed}x: cycles every {LOCAL_CYCLE_SECONDS} s, each looking at "
+            f"the {candles_per_cycle} one-minute candles replayed since the last."
+        )
 
     def _ensure_development_admin(self) -> None:
         user_model = get_user_model()
