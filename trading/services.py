@@ -863,7 +863,13 @@ def _record_exchange_close(
 
 
 def _fired_exit(*, position: Position, gateway: ExchangeGateway) -> str | None:
-    """SL or TP when the exchange says that order of ours fired; None when neither did."""
+    """SL or TP when that order of ours fired; None when neither did."""
+    fired = position.orders.filter(
+        purpose__in=(Order.Purpose.STOP_LOSS, Order.Purpose.TAKE_PROFIT),
+        status__in=(Order.Status.TRIGGERED, Order.Status.FILLED),
+    ).first()
+    if fired is not None:
+        return fired.purpose  # already seen firing (e.g. by an earlier guard pass)
     for order in position_exit_orders(position=position):
         try:
             live = gateway.fetch_order(

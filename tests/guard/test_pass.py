@@ -56,6 +56,23 @@ def test_guard_pass_when_price_moves_through_stop_then_close_recorded_and_tp_can
     assert open_algo_orders(market, "BTCUSDT") == []
 
 
+def test_guard_pass_when_stop_seen_firing_by_an_earlier_pass_then_close_recorded_as_sl(
+    market, btc, gateway, guard
+):
+    # Arrange: an earlier pass saw the stop fire while the position was still closing.
+    position = open_long(symbol=btc, gateway=gateway)
+    market.set_price("BTCUSDT", "99700")
+    position.orders.filter(purpose="SL").update(status="TRIGGERED")
+
+    # Act
+    guard()
+
+    # Assert
+    position.refresh_from_db()
+    assert position.status == Position.Status.CLOSED
+    assert position.close_reason == Position.CloseReason.STOP_LOSS
+
+
 def test_guard_pass_when_one_or_six_positions_then_same_requests_and_flat_queries(
     paper, defaults, gateway, guard
 ):
