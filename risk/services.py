@@ -10,7 +10,7 @@ from django.db import models, transaction
 
 from risk.models import RiskProfile, RuleChange
 from risk.selectors import risk_profile_for_symbol
-from risk.sizing import margin_excess
+from risk.sizing import position_excess
 
 logger = logging.getLogger(__name__)
 
@@ -109,16 +109,7 @@ def post_trade_check(*, position, gateway, equity: Decimal | None = None) -> Pos
     profile = risk_profile_for_symbol(symbol=position.symbol)
     if equity is None:
         equity = gateway.fetch_balance().equity
-    excess = margin_excess(
-        quantity=position.quantity,
-        entry_price=position.entry_price,
-        leverage=position.leverage,
-        equity=equity,
-        risk_pct=profile.risk_pct,
-        max_risk_usd=profile.max_risk_usd,
-        tolerance_pct=profile.partial_close_tolerance_pct,
-        filters=position.symbol.filters,
-    )
+    excess = position_excess(position=position, profile=profile, equity=equity)
     numbers = {"margin": excess.margin, "allowed": excess.allowed}
     if not excess.over_limit:
         return PostTradeOutcome(PostTradeOutcome.WITHIN, **numbers)

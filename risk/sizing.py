@@ -110,3 +110,17 @@ def margin_excess(
         excess_quantity = (margin - allowed) * leverage / entry_price
         close = min(round_quantity(excess_quantity, filters, market=True), quantity)
     return Excess(margin=margin, allowed=allowed, limit=limit, close_quantity=close)
+
+
+def position_excess(*, position, profile, equity: Decimal) -> Excess:
+    """``margin_excess`` for a stored position under its risk profile."""
+    return margin_excess(
+        quantity=position.quantity,
+        entry_price=position.entry_price,
+        leverage=position.leverage,
+        equity=equity,
+        risk_pct=profile.risk_pct,
+        max_risk_usd=profile.max_risk_usd,
+        tolerance_pct=profile.partial_close_tolerance_pct,
+        filters=position.symbol.filters,
+    )

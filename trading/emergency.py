@@ -9,7 +9,6 @@ sent is not a close that happened.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -19,7 +18,12 @@ from django.utils import timezone
 from trading.errors import ArenaError
 from trading.exchange import ExchangeGateway, ExchangeOrder, ExchangePosition, exchange_gateway
 from trading.models import Order, Position, Symbol, TradingSwitch
-from trading.services import CloseOutcome, position_close, position_record_exchange_close
+from trading.services import (
+    CloseOutcome,
+    exchange_position_flatten,
+    position_close,
+    position_record_exchange_close,
+)
 from trading.switch import trading_switch_set
 
 logger = logging.getLogger(__name__)
@@ -318,28 +322,19 @@ def _orders_mark_cancelled(*, symbol: str, seen: list[ExchangeOrder] | None) -> 
 
 def _close_directly(*, gateway: ExchangeGateway, live: ExchangePosition) -> str:
     """Close a position no OPEN record here covers; return what went wrong, or ""."""
-    side = "SELL" if live.side == "LONG" else "BUY"
-    # Not an ``arena-`` id: no Order row stands behind it, and the guard must not take it for
-    # one of its own. Within one call the gateway recovers a lost answer by this id.
-    client_order_id = f"emergency-{uuid.uuid4().hex[:20]}"
+    symbol = Symbol.objects.filter(name=live.symbol).first()
+    if symbol is None:
+        return f"{live.symbol} is not a symbol of this bot: close it by hand"
     try:
-        current = gateway.fetch_position(symbol=live.symbol)
-        if current is None:
-            return ""
-        gateway.create_market_order(
-            symbol=live.symbol,
-            side=side,
-            quantity=current.quantity,
-            client_order_id=client_order_id,
-            reduce_only=True,
-        )
+        answer = exchange_position_flatten(symbol=symbol, gateway=gateway, actor="emergency")
     except ArenaError as e:
         return f"close failed: {e}"
-    logger.warning(
-        "emergency close: closed %s %s %s directly (%s)",
-        live.symbol,
-        live.side,
-        current.quantity,
-        client_order_id,
-    )
+    if answer is not None:
+        logger.warning(
+            "emergency close: closed %s %s %s directly (%s)",
+            live.symbol,
+            live.side,
+            live.quantity,
+            answer.client_order_id,
+        )
     return ""

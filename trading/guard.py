@@ -48,7 +48,7 @@ from monitoring.services import (
 )
 from risk.models import RiskProfile
 from risk.services import post_trade_check
-from risk.sizing import margin_excess
+from risk.sizing import position_excess
 from trading import services as order_path
 from trading.errors import ArenaError, OrderRejected, RateLimited, TemporaryError
 from trading.exchange import ExchangeGateway, ExchangeOrder, ExchangePosition, exchange_gateway
@@ -727,16 +727,7 @@ def _post_trade_checks(ctx: _Pass) -> None:
         # The sizing module's arithmetic on the rows already loaded: the common case (within
         # limits) costs no query. Over the limit, the order path's check decides again on fresh
         # rows and does the partial close.
-        excess = margin_excess(
-            quantity=position.quantity,
-            entry_price=position.entry_price,
-            leverage=position.leverage,
-            equity=equity,
-            risk_pct=profile.risk_pct,
-            max_risk_usd=profile.max_risk_usd,
-            tolerance_pct=profile.partial_close_tolerance_pct,
-            filters=position.symbol.filters,
-        )
+        excess = position_excess(position=position, profile=profile, equity=equity)
         if not excess.over_limit:
             continue
         try:

@@ -974,7 +974,7 @@ def _order_pnl(
 # --------------------------------------------------------------------------- order rows
 def _order_intent_create(
     *,
-    position: Position,
+    position: Position | None,
     purpose: str,
     side: str,
     order_type: str,
@@ -983,6 +983,7 @@ def _order_intent_create(
     reduce_only: bool = False,
     close_position: bool = False,
     is_conditional: bool = False,
+    symbol: Symbol | None = None,
 ) -> Order:
     """Store an order before it is sent, with a client order id derived from its own row.
 
@@ -991,7 +992,7 @@ def _order_intent_create(
     creation time keeps ids unique across a rebuilt database whose primary keys restart.
     """
     order = Order.objects.create(
-        symbol=position.symbol,
+        symbol=position.symbol if position is not None else symbol,
         position=position,
         purpose=purpose,
         side=side,
@@ -1258,6 +1259,51 @@ def candles_download(
             writer.writerows(day_rows)
         written.append(path)
     return written
+
+
+def exchange_position_flatten(
+    *, symbol: Symbol, gateway: ExchangeGateway, actor: str = "operator"
+) -> ExchangeOrder | None:
+    """Close at market, reduce-only, whatever position the exchange holds in ``symbol`` that no
+    open record here covers (an entry left opening, a position opened by hand). The close is
+    stored as an intent first, like every order. None when the exchange shows no position."""
+    live = gateway.fetch_position(symbol=symbol.name)
+    if live is None:
+        return None
+    side = "SELL" if live.side == Position.Side.LONG else "BUY"
+    with transaction.atomic():
+        order = _order_intent_create(
+            position=None,
+            symbol=symbol,
+            purpose=Order.Purpose.CLOSE,
+            side=side,
+            order_type="MARKET",
+            quantity=live.quantity,
+            reduce_only=True,
+        )
+        TradeEvent.objects.create(
+            symbol=symbol,
+            kind=TradeEvent.Kind.CLOSED,
+            message=f"flatten {live.side} {live.quantity} with no open record ({actor})",
+            actor=actor,
+        )
+    _order_mark_sent(order)
+    try:
+        answer = gateway.create_market_order(
+            symbol=symbol.name,
+            side=side,
+            quantity=live.quantity,
+            client_order_id=order.client_order_id,
+            reduce_only=True,
+        )
+    except OrderRejected as exc:
+        _order_mark_failed(order, Order.Status.REJECTED, exc)
+        raise
+    except ArenaError as exc:
+        _order_mark_failed(order, Order.Status.UNKNOWN, exc)
+        raise
+    _order_apply(order, answer)
+    return answer
 
 
 def exit_order_place(

@@ -132,3 +132,31 @@ def test_emergency_close_when_nothing_open_then_reports_flat(market, transaction
 
     assert "Nothing was open." in out.getvalue()
     assert TradingSwitch.load().enabled is False
+
+
+def test_emergency_close_when_position_opened_by_hand_then_closed_through_a_stored_intent(
+    transactional_db: None, market
+) -> None:
+    from decimal import Decimal
+
+    from trading.exchange import exchange_gateway
+    from trading.models import Order
+
+    exchange_gateway().create_market_order(
+        symbol="BTCUSDT",
+        side="BUY",
+        quantity=Decimal("0.002"),
+        client_order_id="opened-by-hand-1",
+        reduce_only=False,
+    )
+
+    call_command("emergency_close", "--yes", "--reason", "drill", stdout=StringIO())
+
+    assert exchange_quantity(market, "BTCUSDT") == 0
+    close = Order.objects.get(purpose=Order.Purpose.CLOSE, symbol__name="BTCUSDT")
+    assert close.client_order_id.startswith("arena-")
+    assert (close.reduce_only, close.quantity, close.status) == (
+        True,
+        Decimal("0.002"),
+        Order.Status.FILLED,
+    )
