@@ -31,7 +31,7 @@ from monitoring.services import (
 )
 from risk.checks import check_daily_loss
 from risk.models import RiskProfile
-from trading.errors import ArenaError
+from trading.errors import ArenaError, RateLimited
 from trading.exchange import ExchangeGateway, ExchangeOrder, ExchangePosition, exchange_gateway
 from trading.models import Order, Position, Symbol, TradingSwitch
 from trading.selectors import realized_pnl_today
@@ -107,6 +107,16 @@ def sentinel_pass(*, gateway: ExchangeGateway | None = None) -> SentinelReport:
             orders: dict[str, list[ExchangeOrder]] = defaultdict(list)
             for order in [*gateway.fetch_open_orders(), *gateway.fetch_open_conditional_orders()]:
                 orders[order.symbol].append(order)
+        except RateLimited as exc:
+            # Reachable, but asking us to wait (or our own minute budget is spent): a different
+            # problem from a dead connection, and an operator should read it as such.
+            report.findings.append(
+                Finding(
+                    key="sentinel.exchange_rate_limited",
+                    severity="warning",
+                    message=f"The exchange could not be read this pass, rate limited: {exc}",
+                )
+            )
         except ArenaError as exc:
             report.findings.append(
                 Finding(

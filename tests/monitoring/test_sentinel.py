@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -123,3 +124,23 @@ def test_sentinel_pass_when_first_ever_beside_guard_first_pass_then_no_stale_ale
     # Assert
     assert "sentinel.guard_stale" not in {f.key for f in first.findings}
     assert "sentinel.guard_stale" in {f.key for f in second.findings}
+
+
+def test_sentinel_pass_when_weight_budget_spent_then_rate_limit_warning_not_unreachable(
+    paper, defaults, settings, time_machine
+):
+    # Arrange: this minute's weight already at the budget (one read reports it), at the start
+    # of a fresh minute so the test cannot straddle the exchange's one-minute window.
+    next_minute = (int(time.time()) // 60 + 1) * 60
+    time_machine.move_to(datetime.fromtimestamp(next_minute + 1, tz=UTC), tick=True)
+    _fresh_guard_heartbeat()
+    settings.EXCHANGE_WEIGHT_BUDGET_1M = 1
+    gateway = fast_gateway()
+    gateway.fetch_positions()
+
+    # Act
+    report = sentinel_pass(gateway=gateway)
+
+    # Assert
+    assert [f.key for f in report.findings] == ["sentinel.exchange_rate_limited"]
+    assert Alert.objects.get(key="sentinel.exchange_rate_limited").severity == "warning"

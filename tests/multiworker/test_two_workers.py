@@ -190,7 +190,7 @@ def test_workers_when_two_workers_and_beat_trade_every_symbol_then_no_duplicates
     # duplicate entry or a second stop would show up on the exchange.
     time.sleep(2 * GUARD_INTERVAL_SECONDS)
 
-    from trading.models import Order, Position
+    from trading.models import Order, Position, TradeEvent
 
     stats = exchange.stats()
     positions = exchange.positions()
@@ -211,3 +211,5 @@ def test_workers_when_two_workers_and_beat_trade_every_symbol_then_no_duplicates
     assert Order.objects.filter(purpose="ENTRY", status="FILLED").count() == len(names)
     bad = {c: n for c, n in stats["rejections"].items() if c in FILTER_REJECTIONS}
     assert not bad, stats["rejections"]
+    # Every guard pass ran the post-trade check on trades the engine sized: none was cut.
+    assert not TradeEvent.objects.filter(kind=TradeEvent.Kind.PARTIAL).exists()
