@@ -7,6 +7,7 @@ commit, so a slow or dead Telegram never holds up the guard or a trade.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -172,7 +173,26 @@ def _delivery_enqueue(*, alert_id: int) -> None:
         # caller (the guard); the sentinel re-queues alerts whose task never ran.
         alert_deliver_task.apply_async(args=[alert_id], retry=False)
     except Exception as exc:
-        logger.warning("Alert %s stored but not queued for Telegram: %s", alert_id, exc)
+        # The broker is down, which is when an operator most needs to hear: send it from a
+        # background thread of this process (never blocking the caller); the delivery claim
+        # keeps a later re-queue from sending it twice.
+        logger.warning("Alert %s not queued (%s): sending it directly", alert_id, exc)
+        threading.Thread(
+            target=_deliver_directly, args=(alert_id,), name=f"alert-{alert_id}", daemon=True
+        ).start()
+
+
+def _deliver_directly(alert_id: int) -> None:
+    from django.db import connection
+
+    try:
+        alert_deliver(alert_id=alert_id)
+    except Exception:
+        logger.exception(
+            "Alert %s: direct delivery failed; re-queued when the broker is back", alert_id
+        )
+    finally:
+        connection.close()  # this thread's own connection
 
 
 def alert_deliver(*, alert_id: int) -> bool:

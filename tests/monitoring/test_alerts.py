@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 import pytest
@@ -192,3 +193,26 @@ def test_alerts_requeue_lost_when_task_never_ran_then_delivered(telegram, celery
     assert requeued == 1
     assert alert.delivery == Alert.Delivery.SENT
     assert len(telegram.messages) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_alert_raise_when_broker_unreachable_then_sent_directly_to_telegram(telegram):
+    # Arrange: a broker address where nothing listens, as when Redis is down.
+    from arena.celery import app
+
+    saved = (app.conf.broker_url, app.conf.task_always_eager, app._pool, app.amqp._producer_pool)
+    app.conf.broker_url, app.conf.task_always_eager = "redis://127.0.0.1:1/0", False
+    app._pool = app.amqp._producer_pool = None
+    try:
+        # Act
+        alert = alert_raise(key="sentinel.guard_stale", severity="critical", message="stale")
+        deadline = time.monotonic() + 10
+        while not telegram.messages and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling the fake server, bounded by the deadline
+    finally:
+        app.conf.broker_url, app.conf.task_always_eager, app._pool, app.amqp._producer_pool = saved
+
+    # Assert
+    assert [m["text"] for m in telegram.messages] == ["arena CRITICAL: stale"]
+    alert.refresh_from_db()
+    assert alert.delivery == Alert.Delivery.SENT
