@@ -48,9 +48,9 @@ def guard(paper: object) -> Callable[[], GuardReport]:
 
 @pytest.fixture
 def market(paper: object, defaults: None) -> object:
-    """BTCUSDT at 100000 and 1833.34 USDT: 0.011 BTC, TP 100500.0, SL 99700.0."""
+    """BTCUSDT at 100000 and 1833.33 USDT: 0.011 BTC, TP 100500.0, SL 99700.0."""
     paper.set_price("BTCUSDT", "100000")
-    paper.set_balance("USDT", "1833.34")
+    paper.set_balance("USDT", "1833.33")
     return paper
 
 
