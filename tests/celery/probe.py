@@ -107,9 +107,23 @@ def _closed(state: dict[str, Any], symbol: str) -> bool:
     return bool(rows) and all(p["status"] == "CLOSED" for p in rows)
 
 
+def _closed_by_exit(state: dict[str, Any], symbol: str) -> bool:
+    """A position (of ``symbol``, or of any symbol for "*") was protected and then closed by its
+    take-profit or stop-loss on the exchange."""
+    return any(
+        (symbol == "*" or p["symbol"] == symbol)
+        and p["status"] == "CLOSED"
+        and p["close_reason"] in ("TP", "SL")
+        and p["take_profit"]
+        and p["stop_loss"]
+        for p in state["positions"]
+    )
+
+
 CONDITIONS = {
     "open": lambda state, symbol, side: _protected_open(state, symbol, side),
     "closed": lambda state, symbol, side: _closed(state, symbol),
+    "closed_by_exit": lambda state, symbol, side: _closed_by_exit(state, symbol),
 }
 
 

@@ -260,3 +260,72 @@ def test_worker_when_redis_broker_and_postgres_then_cycles_open_and_close_protec
     )
 
     _scenario(stack, worker_factory)
+
+
+REPLAY_SPEED = 600
+
+
+@pytest.fixture
+def replaying_paper() -> Iterator[Any]:
+    """A paper exchange replaying the shipped candles at 600x (ten one-minute candles a second)."""
+    from paper.testing import PaperControl, PaperExchangeServer
+
+    with PaperExchangeServer(port=0, feed="replay", speed=REPLAY_SPEED) as server:
+        yield PaperControl(server.url), server.url
+
+
+def _replay_scenario(stack: Stack, start_worker: Any) -> None:
+    _run(stack.env, "migrate", "--no-input")
+    # The local arena's set-up: default rules (rule-based agent), cycles tuned to the replay.
+    _run(stack.env, "bootstrap", "--replay-speed", str(REPLAY_SPEED))
+    start_worker(stack)
+
+    # The rule-based agent opens positions on the replayed market; each carries its TP and SL,
+    # and one of them is closed by its TP or SL on the exchange, recorded by the guard.
+    state = _probe(
+        stack,
+        f"probe.wait(condition='closed_by_exit', symbols={{'*': ''}}, timeout={WAIT_SECONDS})",
+        timeout=WAIT_SECONDS,
+    )
+    assert state["decisions"], "no cycle ran"
+    assert set(state["decisions"]) <= {"BTCUSDT", "BNBUSDT"}  # only the enabled symbols
+    rejections = stack.paper.stats()["rejections"]
+    assert not {c for c in rejections if c in ("-1111", "-4164", "-4005", "-4003")}, rejections
+
+
+def test_worker_when_embedded_broker_and_replay_then_rule_agent_trades_with_tp_and_sl(
+    tmp_path: Path, replaying_paper: Any, worker_factory: Any
+) -> None:
+    control, url = replaying_paper
+    stack = Stack(
+        env=_env(
+            database_url=f"sqlite:///{tmp_path / 'arena.sqlite3'}",
+            broker_dir=tmp_path / "broker",
+            redis_url="",
+            paper_url=url,
+        ),
+        paper=control,
+        log=tmp_path / "worker.log",
+    )
+
+    _replay_scenario(stack, worker_factory)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_worker_when_redis_broker_and_replay_then_rule_agent_trades_with_tp_and_sl(
+    tmp_path: Path, replaying_paper: Any, worker_factory: Any, postgres_database: str
+) -> None:
+    control, url = replaying_paper
+    stack = Stack(
+        env=_env(
+            database_url=postgres_database,
+            broker_dir=tmp_path / "broker",
+            redis_url=os.environ["REDIS_URL"],
+            paper_url=url,
+        ),
+        paper=control,
+        log=tmp_path / "worker.log",
+    )
+
+    _replay_scenario(stack, worker_factory)
