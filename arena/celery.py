@@ -7,6 +7,8 @@ import os
 from celery import Celery
 from celery.signals import worker_ready
 
+import arena.broker  # noqa: F401 - registers the embedded broker's transport
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arena.settings.local")
 
 app = Celery("arena")

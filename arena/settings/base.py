@@ -135,8 +135,9 @@ if REDIS_URL:
         CELERY_BROKER_USE_SSL = {"ssl_cert_reqs": ssl.CERT_NONE}
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = True
 else:
-    # Embedded broker: kombu's filesystem transport needs no server, one machine only.
-    CELERY_BROKER_URL = "filesystem://"
+    # Embedded broker: kombu's filesystem transport needs no server, one machine only; ours
+    # (arena/broker.py) writes each message atomically.
+    CELERY_BROKER_URL = "arenafs://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_BROKER_DIR / "queue"),
         "data_folder_out": str(CELERY_BROKER_DIR / "queue"),
