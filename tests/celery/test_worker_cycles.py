@@ -139,6 +139,21 @@ def worker_factory(tmp_path: Path) -> Iterator[Any]:
                 process.wait(timeout=10)
 
 
+def _stack(tmp_path: Path, paper: tuple[Any, str], *, database_url: str, redis_url: str) -> Stack:
+    """The worker's environment: its database, its broker (Redis, or a folder of its own)."""
+    control, url = paper
+    return Stack(
+        env=_env(
+            database_url=database_url,
+            broker_dir=tmp_path / "broker",
+            redis_url=redis_url,
+            paper_url=url,
+        ),
+        paper=control,
+        log=tmp_path / "worker.log",
+    )
+
+
 def _scenario(stack: Stack, start_worker: Any) -> None:
     _run(stack.env, "migrate", "--no-input")
     # loaddata commits, so the post-commit hook creates the cycle schedules; the command makes
@@ -203,16 +218,11 @@ def _scenario(stack: Stack, start_worker: Any) -> None:
 def test_worker_when_embedded_broker_then_cycles_open_and_close_protected_positions(
     tmp_path: Path, paper_for_worker: Any, worker_factory: Any
 ) -> None:
-    control, url = paper_for_worker
-    stack = Stack(
-        env=_env(
-            database_url=f"sqlite:///{tmp_path / 'arena.sqlite3'}",
-            broker_dir=tmp_path / "broker",
-            redis_url="",
-            paper_url=url,
-        ),
-        paper=control,
-        log=tmp_path / "worker.log",
+    stack = _stack(
+        tmp_path,
+        paper_for_worker,
+        database_url=f"sqlite:///{tmp_path / 'arena.sqlite3'}",
+        redis_url="",
     )
 
     _scenario(stack, worker_factory)
@@ -247,16 +257,11 @@ def postgres_database() -> Iterator[str]:
 def test_worker_when_redis_broker_and_postgres_then_cycles_open_and_close_protected_positions(
     tmp_path: Path, paper_for_worker: Any, worker_factory: Any, postgres_database: str
 ) -> None:
-    control, url = paper_for_worker
-    stack = Stack(
-        env=_env(
-            database_url=postgres_database,
-            broker_dir=tmp_path / "broker",
-            redis_url=os.environ["REDIS_URL"],
-            paper_url=url,
-        ),
-        paper=control,
-        log=tmp_path / "worker.log",
+    stack = _stack(
+        tmp_path,
+        paper_for_worker,
+        database_url=postgres_database,
+        redis_url=os.environ["REDIS_URL"],
     )
 
     _scenario(stack, worker_factory)
@@ -296,16 +301,11 @@ def _replay_scenario(stack: Stack, start_worker: Any) -> None:
 def test_worker_when_embedded_broker_and_replay_then_rule_agent_trades_with_tp_and_sl(
     tmp_path: Path, replaying_paper: Any, worker_factory: Any
 ) -> None:
-    control, url = replaying_paper
-    stack = Stack(
-        env=_env(
-            database_url=f"sqlite:///{tmp_path / 'arena.sqlite3'}",
-            broker_dir=tmp_path / "broker",
-            redis_url="",
-            paper_url=url,
-        ),
-        paper=control,
-        log=tmp_path / "worker.log",
+    stack = _stack(
+        tmp_path,
+        replaying_paper,
+        database_url=f"sqlite:///{tmp_path / 'arena.sqlite3'}",
+        redis_url="",
     )
 
     _replay_scenario(stack, worker_factory)
@@ -316,16 +316,8 @@ def test_worker_when_embedded_broker_and_replay_then_rule_agent_trades_with_tp_a
 def test_worker_when_redis_broker_and_replay_then_rule_agent_trades_with_tp_and_sl(
     tmp_path: Path, replaying_paper: Any, worker_factory: Any, postgres_database: str
 ) -> None:
-    control, url = replaying_paper
-    stack = Stack(
-        env=_env(
-            database_url=postgres_database,
-            broker_dir=tmp_path / "broker",
-            redis_url=os.environ["REDIS_URL"],
-            paper_url=url,
-        ),
-        paper=control,
-        log=tmp_path / "worker.log",
+    stack = _stack(
+        tmp_path, replaying_paper, database_url=postgres_database, redis_url=os.environ["REDIS_URL"]
     )
 
     _replay_scenario(stack, worker_factory)
