@@ -18,7 +18,13 @@ from trading.exchange import ExchangeGateway, exchange_gateway
 from trading.locks import DEFAULT_TTL_SECONDS, SymbolBusy, symbol_lock
 from trading.models import Position, Symbol
 from trading.selectors import position_open_for_symbol
-from trading.services import CloseOutcome, OpenOutcome, position_close, position_open
+from trading.services import (
+    CloseOutcome,
+    OpenOutcome,
+    position_close,
+    position_entry_resolve,
+    position_open,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +67,23 @@ def trade_cycle_run(
     gateway = gateway or exchange_gateway()
     try:
         with symbol_lock(symbol.pk, DEFAULT_TTL_SECONDS):
+            _entry_left_opening_resolve(symbol=symbol, gateway=gateway)
             decision = signal or _decide(symbol=symbol, gateway=gateway)
             return _done(_act(symbol=symbol, decision=decision, gateway=gateway))
     except SymbolBusy as e:
         return _done(CycleOutcome(symbol.name, "", CycleOutcome.REFUSED, f"symbol busy: {e}"))
     except ArenaError as e:
         return _done(CycleOutcome(symbol.name, "", CycleOutcome.FAILED, str(e)))
+
+
+def _entry_left_opening_resolve(*, symbol: Symbol, gateway: ExchangeGateway) -> None:
+    """An entry of an earlier cycle whose answer was lost is settled from the exchange first,
+    so a position that never opened does not block the symbol until a restart."""
+    position = position_open_for_symbol(symbol=symbol)
+    if position is None or position.status != Position.Status.OPENING:
+        return
+    outcome = position_entry_resolve(position=position, gateway=gateway, actor="cycle")
+    logger.warning("[Cycle] %s: entry left OPENING resolved: %s", symbol.name, outcome)
 
 
 def _decide(*, symbol: Symbol, gateway: ExchangeGateway) -> Decision:

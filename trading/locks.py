@@ -102,3 +102,51 @@ def _ensure_row(symbol_id: int) -> None:
             SymbolLock.objects.create(symbol_id=symbol_id)
     except IntegrityError:
         pass  # created by a racing worker at the same moment: the row is what we needed
+
+
+def lease_is_ours(symbol_id: int) -> bool:
+    """True while this thread holds the symbol's lease and nobody has taken it over.
+
+    A holder checks this before each order it sends: an emergency close takes leases over
+    (``symbol_leases_take_over``) instead of waiting for them, and the holder it pre-empted must
+    then stop sending for that symbol.
+    """
+    owner = (getattr(_held, "locks", None) or {}).get(symbol_id)
+    if owner is None:
+        return False
+    return SymbolLock.objects.filter(
+        symbol_id=symbol_id, owner=owner, expires_at__gt=timezone.now()
+    ).exists()
+
+
+@contextmanager
+def symbol_leases_take_over(
+    symbol_ids: list[int], ttl: float = DEFAULT_TTL_SECONDS
+) -> Iterator[str]:
+    """Take the leases of ``symbol_ids`` whoever holds them, for the emergency close.
+
+    The claim is unconditional: an emergency cannot wait for a trade cycle in a 60 s signal call
+    or a slow read. The pre-empted holder sees the lease lost at its next ``lease_is_ours`` check
+    and sends nothing more. Within the block this thread holds every lease (re-entrant, like
+    ``symbol_lock``); at the end only the leases still ours are released.
+    """
+    held: dict[int, str] = getattr(_held, "locks", None) or {}
+    _held.locks = held
+    owner = _owner()
+    taken = [symbol_id for symbol_id in symbol_ids if symbol_id not in held]
+    for symbol_id in taken:
+        _ensure_row(symbol_id)
+        with db_write_lock:
+            SymbolLock.objects.filter(symbol_id=symbol_id).update(
+                owner=owner, expires_at=timezone.now() + timedelta(seconds=ttl)
+            )
+        held[symbol_id] = owner
+    try:
+        yield owner
+    finally:
+        for symbol_id in taken:
+            held.pop(symbol_id, None)
+            with db_write_lock:
+                SymbolLock.objects.filter(symbol_id=symbol_id, owner=owner).update(
+                    owner="", expires_at=None
+                )

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from django.conf import settings
 
-from trading.errors import ClockSkew, RateLimited, TemporaryError
+from trading.errors import ArenaError, ClockSkew, ExchangeError, RateLimited, TemporaryError
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,29 @@ def is_ambiguous(error: TemporaryError) -> bool:
     return not isinstance(error, RateLimited | ClockSkew)
 
 
+def exchange_may_have_acted(error: Exception) -> bool:
+    """True when the request that raised ``error`` may have been carried out by the exchange.
+
+    ``call_with_retry`` stamps its verdict on the error it gives up with (an ambiguous error on
+    any attempt since the last lookup that found nothing makes the outcome unknown). Without the
+    stamp the class decides: a request refused before it was sent (the local weight budget, a
+    Retry-After still running), a rate limit, clock skew, a rejection or an authentication
+    failure was not acted on; any other temporary error (timeout, dropped connection, 5xx) may
+    have been.
+    """
+    stamped = getattr(error, "may_have_acted", None)
+    if stamped is not None:
+        return bool(stamped)
+    if isinstance(error, TemporaryError):
+        return is_ambiguous(error)
+    if isinstance(error, ExchangeError):
+        # An answer with a code the bot does not know is still an answer, but not a refusal.
+        return type(error) is ExchangeError
+    # Our own refusals (e.g. OperatorActionRequired) come before a request; anything else is
+    # a bug mid-request, whose outcome nobody knows.
+    return not isinstance(error, ArenaError)
+
+
 def call_with_retry(
     send: Callable[[], T],
     *,
@@ -86,31 +109,37 @@ def call_with_retry(
     attempt = 0
     resynced = False
     must_recover = False
+    # An ambiguous error since the last lookup that found nothing: the exchange may have acted.
+    unresolved = False
     while True:
         try:
             if must_recover and recover is not None:
                 found = recover()
                 must_recover = False
+                unresolved = False
                 if found is not None:
                     logger.info("%s: answer was lost, found on the exchange by client id", action)
                     return found
             return send()
-        except ClockSkew:
+        except ClockSkew as error:
             if resynced or resync_clock is None:
+                error.may_have_acted = unresolved
                 raise
             resynced = True
             logger.warning("%s: clock skew (-1021), resyncing with the exchange", action)
             resync_clock()
         except TemporaryError as error:
             attempt += 1
-            if recover is not None and is_ambiguous(error):
-                must_recover = True
+            if is_ambiguous(error):
+                unresolved = True
+                must_recover = recover is not None
             wait = policy.delay(attempt=attempt, error=error)
             elapsed = policy.clock() - started
             if elapsed + wait > policy.max_total_seconds:
                 logger.warning(
                     "%s: giving up after %d attempts in %.1fs: %s", action, attempt, elapsed, error
                 )
+                error.may_have_acted = unresolved
                 raise
             logger.info("%s: %s; retry %d in %.2fs", action, error, attempt, wait)
             policy.sleep(wait)

@@ -35,8 +35,15 @@ from risk.selectors import NoActiveRiskProfile, risk_profile_for_symbol
 from risk.sizing import position_margin, position_size
 from trading.errors import ArenaError, OperatorActionRequired, OrderRejected
 from trading.exchange import ExchangeGateway, ExchangeOrder, Fill, exchange_gateway
-from trading.locks import DEFAULT_TTL_SECONDS, SymbolBusy, db_write_lock, symbol_lock
+from trading.locks import (
+    DEFAULT_TTL_SECONDS,
+    SymbolBusy,
+    db_write_lock,
+    lease_is_ours,
+    symbol_lock,
+)
 from trading.models import Order, Position, Symbol, TradeEvent, TradingSwitch
+from trading.retry import exchange_may_have_acted
 from trading.rounding import ExitTooClose, check_quantity, exit_prices
 from trading.selectors import (
     order_ids_of_other_positions,
@@ -206,24 +213,31 @@ def _open_locked(
             symbol=symbol, side=side, reason=f"could not set leverage/margin: {e}", actor=actor
         )
 
-    # 5. The position and its entry as committed intents, then the entry itself.
+    # 5. The position and its entry as committed intents, admitted under the kill switch's row
+    #    lock (switch, lease, limits checked again right before the send), then the entry.
     try:
-        position, entry = _entry_intent_create(
+        admitted = _entry_admit(
             symbol=symbol, side=side, quantity=sizing.quantity, profile=profile, reason=reason
         )
     except IntegrityError:
         return _refuse(
             symbol=symbol, side=side, reason=f"a position in {symbol} is already open", actor=actor
         )
+    if isinstance(admitted, str):
+        return _refuse(symbol=symbol, side=side, reason=admitted, actor=actor)
+    position, entry = admitted
     filled = _entry_send(position=position, entry=entry, gateway=gateway, actor=actor)
     if isinstance(filled, OpenOutcome):
         return filled
 
     # 6. Protection, priced from the actual fill.
+    taken = _entry_symbol_taken_over(position=position)
+    if taken is not None:
+        return taken
     _protect(position=position, gateway=gateway, profile=profile, actor=actor)
-    position.refresh_from_db()
-    if position.status != Position.Status.OPEN:
-        return OpenOutcome(OpenOutcome.FAILED, "no stop-loss could be placed: closed", position)
+    unprotected = _entry_unprotected(position=position)
+    if unprotected is not None:
+        return unprotected
     logger.info(
         "[Entry] %s %s qty %s @ %s | TP %s SL %s",
         position.side,
@@ -273,6 +287,44 @@ def _check_database_rules(*, symbol: Symbol, profile, actor: str) -> str | None:
     return None
 
 
+def _entry_admit(
+    *, symbol: Symbol, side: str, quantity: Decimal, profile, reason: str
+) -> tuple[Position, Order] | str:
+    """Check the kill switch, the symbol's lease and the position limits once more and store
+    the entry as SENT, all under the kill switch's row lock; a denial reason when refused.
+
+    The row lock is what halting takes too (``trading_switch_set``), and on SQLite every write
+    transaction is serialised: an entry admitted before a halt has its SENT row committed by the
+    time the halt returns (the emergency close waits for those), and none is admitted after.
+    The same lock makes ``max_open_positions`` hold across workers: two cycles at the same
+    instant count and create their OPENING rows one after the other.
+    """
+    with db_write_lock, transaction.atomic():
+        TradingSwitch.load()
+        switch = TradingSwitch.objects.select_for_update().get(id=1)
+        denial = check_kill_switch(enabled=switch.enabled, reason=switch.reason)
+        if denial:
+            return denial
+        if not lease_is_ours(symbol.pk):
+            return f"the lease on {symbol} was taken over (emergency close): nothing sent"
+        denial = check_one_position_per_symbol(
+            symbol=symbol.name,
+            open_in_db=position_open_for_symbol(symbol=symbol) is not None,
+            open_on_exchange=False,
+        ) or check_max_open_positions(
+            open_positions=positions_open_count(), max_open_positions=profile.max_open_positions
+        )
+        if denial:
+            return denial
+        position, entry = _entry_intent_create(
+            symbol=symbol, side=side, quantity=quantity, profile=profile, reason=reason
+        )
+        entry.status = Order.Status.SENT
+        entry.sent_at = timezone.now()
+        entry.save(update_fields=["status", "sent_at"])
+    return position, entry
+
+
 @transaction.atomic
 def _entry_intent_create(
     *, symbol: Symbol, side: str, quantity: Decimal, profile, reason: str
@@ -300,7 +352,8 @@ def _entry_send(
 ) -> ExchangeOrder | OpenOutcome:
     """Send the entry; on success the position is OPEN with the fill's quantity and price."""
     symbol = position.symbol
-    _order_mark_sent(entry)
+    if entry.status != Order.Status.SENT:
+        _order_mark_sent(entry)
     try:
         answer = gateway.create_market_order(
             symbol=symbol.name,
@@ -309,27 +362,112 @@ def _entry_send(
             client_order_id=entry.client_order_id,
             reduce_only=False,
         )
-        if answer.filled_quantity <= 0:
-            # Answered before the fill was known: the lookup by our id tells.
-            answer = (
-                gateway.fetch_order(
-                    symbol=symbol.name, client_order_id=entry.client_order_id, conditional=False
-                )
-                or answer
-            )
     except OrderRejected as e:
         _order_mark_failed(entry, Order.Status.REJECTED, e)
         _position_fail(position, f"entry rejected ({e.code}): {e}", actor=actor)
         return OpenOutcome(OpenOutcome.FAILED, f"entry rejected ({e.code}): {e}", position)
     except ArenaError as e:
-        # The answer is lost even after the lookups of the retry policy. The position stays
-        # OPENING (it blocks the symbol) for the guard to reconcile with the exchange.
+        if not exchange_may_have_acted(e):
+            # Refused before the exchange acted (rate limit, clock skew, our weight budget):
+            # nothing was opened, and the symbol is free for the next cycle.
+            _order_mark_failed(entry, Order.Status.REJECTED, e)
+            message = f"entry not executed, refused before the exchange acted: {e}"
+            _position_fail(position, message, actor=actor)
+            return OpenOutcome(OpenOutcome.FAILED, message, position)
         _order_mark_failed(entry, Order.Status.UNKNOWN, e)
-        message = f"entry of {position} answer lost: {e}; the guard will reconcile"
+        return _entry_settle(position=position, entry=entry, gateway=gateway, actor=actor)
+    return _entry_settle(
+        position=position, entry=entry, gateway=gateway, actor=actor, answer=answer
+    )
+
+
+def _entry_settle(
+    *,
+    position: Position,
+    entry: Order,
+    gateway: ExchangeGateway,
+    actor: str,
+    answer: ExchangeOrder | None = None,
+) -> ExchangeOrder | OpenOutcome:
+    """Bring an entry to a final state from the exchange and record it on the position.
+
+    Without an answer (lost) or with one that shows no fill yet, the entry is looked up by its
+    client id. Not on the exchange -> FAILED (the symbol is free). Still open on the exchange
+    (NEW, PARTIALLY_FILLED) -> cancelled first, so what is recorded cannot grow afterwards, then
+    read again. Filled, wholly or partly -> OPEN with the filled quantity. When the exchange
+    cannot be read, the position stays OPENING and the outcome says so: the next cycle of the
+    symbol, or the guard, resolves it (``position_entry_resolve``).
+    """
+    symbol = position.symbol
+    try:
+        if answer is None or answer.filled_quantity <= 0:
+            answer = _entry_lookup(entry=entry, gateway=gateway)
+            if answer is None:
+                _order_mark_failed(entry, Order.Status.EXPIRED, ArenaError("unknown to exchange"))
+                message = "entry never reached the exchange (not found by its client id)"
+                _position_fail(position, message, actor=actor)
+                return OpenOutcome(OpenOutcome.FAILED, message, position)
+        if answer.status in ("NEW", "PARTIALLY_FILLED"):
+            gateway.cancel_order(
+                symbol=symbol.name, client_order_id=entry.client_order_id, conditional=False
+            )
+            answer = _entry_lookup(entry=entry, gateway=gateway) or answer
+    except ArenaError as e:
+        message = (
+            f"entry of {position}: outcome unknown ({e}); position left OPENING, resolved from "
+            "the exchange by its client id at the next cycle or guard pass"
+        )
         _alert(key=f"order_path.entry_unknown.{symbol.name}", message=message, symbol=symbol)
         _event(symbol=symbol, position=position, kind=TradeEvent.Kind.FAILED, message=message)
         return OpenOutcome(OpenOutcome.FAILED, message, position)
     return _entry_record_fill(position=position, entry=entry, answer=answer, actor=actor)
+
+
+def _entry_lookup(*, entry: Order, gateway: ExchangeGateway) -> ExchangeOrder | None:
+    return gateway.fetch_order(
+        symbol=entry.symbol.name, client_order_id=entry.client_order_id, conditional=False
+    )
+
+
+def _entry_symbol_taken_over(*, position: Position) -> OpenOutcome | None:
+    """After the fill: when an emergency close took the symbol over meanwhile, send nothing more
+    (it closes the position; the guard protects it should that fail)."""
+    if lease_is_ours(position.symbol_id):
+        return None
+    message = (
+        f"entry of {position} filled after the symbol was taken over (emergency close): "
+        "exits not placed, the position is left to the close"
+    )
+    _alert(key=f"order_path.entry_taken_over.{position.symbol.name}", message=message)
+    return OpenOutcome(OpenOutcome.FAILED, message, position)
+
+
+def _entry_unprotected(*, position: Position) -> OpenOutcome | None:
+    """None when the position is OPEN with its stop-loss placed; else what really happened."""
+    position.refresh_from_db()
+    stop_placed = position.orders.filter(
+        purpose=Order.Purpose.STOP_LOSS, status=Order.Status.OPEN
+    ).exists()
+    if position.status == Position.Status.OPEN and stop_placed:
+        return None
+    close = position.orders.filter(purpose=Order.Purpose.CLOSE).order_by("-id").first()
+    why = f"{close.status}: {close.error_message}" if close and close.error_message else ""
+    if position.status == Position.Status.CLOSED:
+        reason = "no stop-loss could be placed: closed at market"
+    elif position.status == Position.Status.CLOSING:
+        reason = (
+            f"no stop-loss could be placed and the close's outcome is unknown ({why}): "
+            "position CLOSING until the exchange is read"
+        )
+    elif position.status == Position.Status.OPEN:
+        reason = (
+            "no stop-loss could be placed and the close did not execute"
+            + (f" ({why})" if why else "")
+            + ": position OPEN on the exchange without a stop, for the guard to protect"
+        )
+    else:
+        reason = f"no stop-loss could be placed; position {position.status}"
+    return OpenOutcome(OpenOutcome.FAILED, reason, position)
 
 
 def _entry_record_fill(
@@ -360,9 +498,14 @@ def _entry_record_fill(
 def position_entry_resolve(
     *, position: Position, gateway: ExchangeGateway | None = None, actor: str = "guard"
 ) -> OpenOutcome:
-    """Finish an entry whose answer was lost (a position left OPENING): look the entry up by
-    its client order id; filled -> record the fill and place TP/SL as ``position_open`` would;
-    unknown to the exchange or unfilled -> FAILED. For the guard and restarts."""
+    """Finish an entry whose answer was lost (a position left OPENING) from the exchange.
+
+    The entry is looked up by its client order id: filled (wholly or partly) -> the fill is
+    recorded and TP/SL placed as ``position_open`` would; still open -> cancelled, then what
+    filled is recorded; unknown to the exchange, or nothing filled -> FAILED, the symbol free.
+    When the exchange cannot be read it stays OPENING (outcome REFUSED) for the next attempt.
+    For trade cycles (before they decide), the guard and restarts.
+    """
     gateway = gateway or exchange_gateway()
     try:
         with symbol_lock(position.symbol_id, DEFAULT_TTL_SECONDS):
@@ -374,29 +517,27 @@ def position_entry_resolve(
                 _position_fail(position, "no entry order recorded", actor=actor)
                 return OpenOutcome(OpenOutcome.FAILED, "no entry order recorded", position)
             try:
-                answer = gateway.fetch_order(
-                    symbol=position.symbol.name,
-                    client_order_id=entry.client_order_id,
-                    conditional=False,
-                )
+                answer = _entry_lookup(entry=entry, gateway=gateway)
             except ArenaError as e:
-                return OpenOutcome(OpenOutcome.FAILED, f"entry lookup failed: {e}", position)
+                return OpenOutcome(OpenOutcome.REFUSED, f"entry lookup failed: {e}", position)
             if answer is None:
-                _order_mark_failed(
-                    entry, Order.Status.EXPIRED, ArenaError("unknown to the exchange")
-                )
-                _position_fail(position, "the entry never reached the exchange", actor=actor)
-                return OpenOutcome(
-                    OpenOutcome.FAILED, "the entry never reached the exchange", position
-                )
-            filled = _entry_record_fill(position=position, entry=entry, answer=answer, actor=actor)
+                _order_mark_failed(entry, Order.Status.EXPIRED, ArenaError("unknown to exchange"))
+                message = "the entry never reached the exchange (not found by its client id)"
+                _position_fail(position, message, actor=actor)
+                return OpenOutcome(OpenOutcome.FAILED, message, position)
+            filled = _entry_settle(
+                position=position, entry=entry, gateway=gateway, actor=actor, answer=answer
+            )
             if isinstance(filled, OpenOutcome):
+                position.refresh_from_db()
+                if position.status == Position.Status.OPENING:
+                    return OpenOutcome(OpenOutcome.REFUSED, filled.reason, position)
                 return filled
             profile = risk_profile_for_symbol(symbol=position.symbol)
             _protect(position=position, gateway=gateway, profile=profile, actor=actor)
-            position.refresh_from_db()
-            if position.status != Position.Status.OPEN:
-                return OpenOutcome(OpenOutcome.FAILED, "no stop-loss could be placed", position)
+            unprotected = _entry_unprotected(position=position)
+            if unprotected is not None:
+                return unprotected
             return OpenOutcome(OpenOutcome.OPENED, "entry found on the exchange", position)
     except SymbolBusy as e:
         return OpenOutcome(OpenOutcome.REFUSED, f"symbol busy: {e}", position)
@@ -577,6 +718,10 @@ def _close_locked(
     symbol = position.symbol
     if position.status != Position.Status.OPEN or position.quantity <= 0:
         return _close_refused(position, f"position is {position.status}, not OPEN", actor)
+    if not lease_is_ours(symbol.pk):
+        return _close_refused(
+            position, "the symbol's lease was taken over (emergency close): nothing sent", actor
+        )
     if not forced_event:
         held = timezone.now() - position.opened_at
         minimum = timedelta(seconds=risk_profile_for_symbol(symbol=symbol).min_holding_seconds)
@@ -711,7 +856,7 @@ def _close_send(
         )
     except OrderRejected as e:
         _order_mark_failed(order, Order.Status.REJECTED, e)
-        _close_restore(position)
+        _close_restore(position, reason=f"close rejected ({e.code})", actor=actor)
         _event(
             symbol=position.symbol,
             position=position,
@@ -721,22 +866,76 @@ def _close_send(
         )
         return CloseOutcome(CloseOutcome.REJECTED, str(e), code=e.code, position=position)
     except ArenaError as e:
-        # Unknown whether it went through: CLOSING stays, the guard reads the exchange.
+        if not exchange_may_have_acted(e):
+            # Refused before the exchange acted (our weight budget, 429/418, clock skew): the
+            # close did not happen and the position is as open as before.
+            _order_mark_failed(order, Order.Status.REJECTED, e)
+            reason = f"close not executed, refused before the exchange acted: {e}"
+            _close_restore(position, reason=reason, actor=actor)
+            return CloseOutcome(CloseOutcome.FAILED, reason, position=position)
         _order_mark_failed(order, Order.Status.UNKNOWN, e)
-        return CloseOutcome(CloseOutcome.FAILED, f"close answer lost: {e}", position=position)
+        found = _close_lookup(position=position, order=order, gateway=gateway, actor=actor)
+        if isinstance(found, CloseOutcome):
+            return found
+        answer = found
     _order_apply(order, answer)
     if answer.filled_quantity <= 0:
-        _close_restore(position)
+        _close_restore(position, reason=f"close not filled (status {answer.status})", actor=actor)
         return CloseOutcome(
             CloseOutcome.FAILED, f"close not filled (status {answer.status})", position=position
         )
     return answer
 
 
-def _close_restore(position: Position) -> None:
+def _close_lookup(
+    *, position: Position, order: Order, gateway: ExchangeGateway, actor: str
+) -> ExchangeOrder | CloseOutcome:
+    """After a close whose answer was lost, look it up by its client id before anything else.
+
+    Found -> its answer. Unknown to the exchange -> the close never arrived: OPEN again.
+    Unreadable -> the position stays CLOSING and the outcome, an event and an alert say so;
+    the guard protects a CLOSING position the exchange still holds and returns it to OPEN.
+    """
+    symbol = position.symbol
+    try:
+        found = gateway.fetch_order(
+            symbol=symbol.name, client_order_id=order.client_order_id, conditional=False
+        )
+    except ArenaError as e:
+        reason = (
+            f"close outcome unknown (answer lost, lookup failed: {e}): position left CLOSING "
+            "until the exchange is read; its exits stay in place"
+        )
+        _event(
+            symbol=symbol,
+            position=position,
+            kind=TradeEvent.Kind.REJECTED,
+            message=reason,
+            actor=actor,
+        )
+        _alert(key=f"order_path.close_unknown.{symbol.name}", message=reason, symbol=symbol)
+        return CloseOutcome(CloseOutcome.FAILED, reason, position=position)
+    if found is None:
+        _order_mark_failed(order, Order.Status.EXPIRED, ArenaError("unknown to exchange"))
+        reason = "close never reached the exchange (not found by its client id)"
+        _close_restore(position, reason=reason, actor=actor)
+        return CloseOutcome(CloseOutcome.FAILED, reason, position=position)
+    return found
+
+
+def _close_restore(position: Position, *, reason: str = "", actor: str = "bot") -> None:
+    """CLOSING -> OPEN, with an event row: the close did not happen."""
     if position.status == Position.Status.CLOSING:
-        position.status = Position.Status.OPEN
-        position.save(update_fields=["status"])
+        with transaction.atomic():
+            position.status = Position.Status.OPEN
+            position.save(update_fields=["status"])
+            _event(
+                symbol=position.symbol,
+                position=position,
+                kind=TradeEvent.Kind.REJECTED,
+                message=f"CLOSING -> OPEN: {reason or 'the close did not execute'}",
+                actor=actor,
+            )
 
 
 def _close_finish(

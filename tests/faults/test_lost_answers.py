@@ -70,7 +70,7 @@ def test_open_when_entry_answer_lost_then_one_entry_on_exchange_and_position_pro
 
 
 @LOST
-def test_cycle_when_entry_answer_lost_past_retry_budget_then_next_cycle_sends_no_second_entry(
+def test_cycle_when_entry_answer_lost_past_budget_then_next_cycle_protects_it_no_second_entry(
     market: Any, btc: Symbol, impatient_gateway: ExchangeGateway, kind: str
 ) -> None:
     lose_next_answer(market, path=ORDER, kind=kind)
@@ -85,10 +85,14 @@ def test_cycle_when_entry_answer_lost_past_retry_budget_then_next_cycle_sends_no
     )
 
     assert first.status == OpenOutcome.FAILED, first
+    assert "outcome unknown" in first.reason, first
     assert second.status != OpenOutcome.OPENED, second
+    # The second cycle settled the first entry from the exchange before deciding: found by its
+    # client id, recorded and protected; no second entry was sent.
     assert exchange_quantity(market, "BTCUSDT") == Decimal("0.011")
-    assert accepted(market) == 1
-    assert Position.objects.filter(status__in=Position.OPEN_STATUSES).count() == 1
+    assert exchange_exit_types(market, "BTCUSDT") == PROTECTED
+    assert accepted(market) == 3
+    assert Position.objects.get(status__in=Position.OPEN_STATUSES).status == Position.Status.OPEN
 
 
 @LOST
