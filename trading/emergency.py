@@ -1,22 +1,27 @@
-"""Emergency close: halt trading, cancel every order, close every position, verify it is flat.
+"""Emergency close: halt trading, close every position, cancel every order, verify it is flat.
 
-The order matters. Trading is halted first so no cycle opens a new position while we close;
-orders are cancelled before the closes so a take-profit or stop-loss cannot fire into a position
-we are already closing; and the result is read back from the exchange, because a close that was
-sent is not a close that happened.
+The order matters. Trading is halted first, under the row lock every entry is admitted under,
+so no entry is sent after it; the symbols' leases are taken over rather than waited for. Each
+position is closed before its orders are cancelled, so a close that fails leaves the position
+with its stop-loss and take-profit, never naked; and the result is read back from the
+exchange, because a close that was sent is not a close that happened.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.utils import timezone
 
 from trading.errors import ArenaError
 from trading.exchange import ExchangeGateway, ExchangeOrder, ExchangePosition, exchange_gateway
+from trading.locks import symbol_leases_take_over
 from trading.models import Order, Position, Symbol, TradingSwitch
 from trading.services import (
     CloseOutcome,
@@ -40,6 +45,11 @@ class UnknownSymbols(ValueError):
 CLOSED = "closed"
 NOTHING_OPEN = "nothing open"
 LEFT_OPEN = "LEFT OPEN"
+UNVERIFIED = "COULD NOT VERIFY"
+# Close-and-check rounds: a late fill or an exit re-attached meanwhile is handled next round.
+ROUNDS = 3
+# Longer than any emergency takes; released at the end, so only a crash leaves it to expire.
+EMERGENCY_LEASE_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,12 @@ class EmergencyReport:
 
     @property
     def left_open(self) -> list[SymbolResult]:
-        return [r for r in self.results if r.outcome == LEFT_OPEN]
+        """Symbols not known to be flat: left open, or not verifiable on the exchange."""
+        return [r for r in self.results if r.outcome in (LEFT_OPEN, UNVERIFIED)]
+
+    @property
+    def unverified(self) -> list[SymbolResult]:
+        return [r for r in self.results if r.outcome == UNVERIFIED]
 
     @property
     def ok(self) -> bool:
@@ -146,125 +161,187 @@ def emergency_plan(
 
 
 def emergency_close_all(
-    *, symbols: list[str] | None = None, reason: str, actor: str
+    *,
+    symbols: list[str] | None = None,
+    reason: str,
+    actor: str,
+    gateway: ExchangeGateway | None = None,
 ) -> EmergencyReport:
-    """Halt trading, cancel every order and close every position of ``symbols`` (all when None),
+    """Halt trading, close every position and cancel every order of ``symbols`` (all when None),
     then verify on the exchange that nothing is left.
 
-    Closes are reduce-only market orders through ``position_close`` with ``forced_event=True``,
-    so the minimum holding period does not apply. Never raises for a symbol that could not be
-    closed: it is reported as LEFT OPEN with the reason, and the other symbols still go ahead.
+    The scope is read from the exchange (every symbol with a position or an order there, opened
+    by hand too) and the database. Leases are taken over, not waited for: a cycle holding one
+    sends nothing more. Entries admitted before the halt are waited for, so one landing late is
+    closed too. Per symbol the position is closed first (``position_close`` with
+    ``forced_event=True``, or a reduce-only order for one no OPEN record covers) and its orders
+    are cancelled only once the exchange shows it flat: a close that fails leaves its exits in
+    place. Rounds repeat while the exchange still shows something. Never raises for a symbol:
+    it is reported LEFT OPEN, or COULD NOT VERIFY when the exchange could not be read.
     Raises ``UnknownSymbols`` before anything is done when a name is not known here.
     """
     names = emergency_symbols_validate(symbols=symbols)
     was_enabled = TradingSwitch.objects.filter(id=1, enabled=False).first() is None
+    # The halt takes the kill switch's row lock, as every entry's admission does: once it
+    # returns, no entry can be admitted, and those admitted before have committed SENT rows.
     trading_switch_set(enabled=False, reason=f"emergency close: {reason}", actor=actor)
     logger.warning("emergency close by %s (%s): %s", actor, names or "all symbols", reason)
-
-    gateway = exchange_gateway()
+    gateway = gateway or exchange_gateway()
+    symbol_ids = list(
+        Symbol.objects.filter(**({"name__in": names} if names else {})).values_list("id", flat=True)
+    )
     problems: dict[str, list[str]] = defaultdict(list)
-    exchange_positions: list[ExchangePosition] | None = None
-    orders: list[ExchangeOrder] | None = None
-    try:
-        exchange_positions, orders = _read_exchange(gateway, symbols=names)
-    except ArenaError as e:
-        # Unreadable is not a reason to stop: cancel and close what the database knows.
-        logger.error("emergency close: exchange unreadable before closing: %s", e)
-    positions = _open_positions(names)
-    scope = set(names or ())
-    if names is None:
-        scope |= {p.symbol.name for p in positions}
-        scope |= {p.symbol for p in exchange_positions or ()}
-        scope |= {o.symbol for o in orders or ()}
-    had_position = {p.symbol.name for p in positions} | {
-        p.symbol for p in exchange_positions or () if p.symbol in scope
-    }
-
-    # 1. Orders first, so no exit fires into a position while we close it.
+    touched: set[str] = set()  # symbols that had something to close or cancel
+    had_position: set[str] = set()
     cancelled = 0
-    for symbol in sorted(scope):
-        open_here = [o for o in orders if o.symbol == symbol] if orders is not None else None
-        if open_here == []:
-            continue
-        try:
-            gateway.cancel_all_orders(symbol=symbol)
-        except ArenaError as e:
-            problems[symbol].append(f"cancelling orders failed: {e}")
-            continue
-        cancelled += len(open_here or ())
-        _orders_mark_cancelled(symbol=symbol, seen=open_here)
-
-    # 2. Close what the database knows, through the service the workers use.
-    for position in positions:
-        symbol = position.symbol.name
-        if position.status != Position.Status.OPEN:
-            # OPENING or CLOSING: the order path is mid-way or lost an answer; position_close
-            # refuses those, so whatever the exchange holds is closed directly below.
-            continue
-        outcome = position_close(
-            position=position,
-            reason=Position.CloseReason.EMERGENCY,
-            forced_event=True,
+    started = timezone.now()
+    with symbol_leases_take_over(symbol_ids, ttl=EMERGENCY_LEASE_SECONDS):
+        _entries_in_flight_wait(names=names)
+        for _ in range(ROUNDS):
+            try:
+                live_positions, live_orders = _read_exchange(gateway, symbols=names)
+            except ArenaError as e:
+                # Unreadable is not a reason to stop: close what the database knows.
+                logger.error("emergency close: exchange unreadable: %s", e)
+                live_positions, live_orders = None, None
+            positions = _open_positions(names)
+            todo = {p.symbol.name for p in positions}
+            todo |= {p.symbol for p in live_positions or () if names is None or p.symbol in names}
+            todo |= {o.symbol for o in live_orders or () if names is None or o.symbol in names}
+            had_position |= {p.symbol.name for p in positions}
+            had_position |= {p.symbol for p in live_positions or () if p.symbol in todo}
+            if not todo:
+                break
+            touched |= todo
+            for symbol in sorted(todo):
+                cancelled += _symbol_flatten(
+                    symbol=symbol, gateway=gateway, actor=actor, problems=problems
+                )
+        results = _verify(
             gateway=gateway,
-            actor=actor,
+            names=names,
+            scope=touched,
+            had_position=had_position,
+            problems=problems,
         )
-        if outcome.status != CloseOutcome.CLOSED:
-            problems[symbol].append(f"close {outcome}")
-
-    # 3. Whatever the exchange still holds in scope without an OPEN record here is closed
-    #    reduce-only all the same: a reduce-only order can never open or flip a position.
-    handled = {p.symbol.name for p in positions if p.status == Position.Status.OPEN}
-    for live in exchange_positions or ():
-        if live.symbol in scope and live.symbol not in handled:
-            problem = _close_directly(gateway=gateway, live=live)
-            if problem:
-                problems[live.symbol].append(problem)
-
-    # 4. Verify. An exit the guard re-attached meanwhile is swept once more.
-    results = _verify(gateway=gateway, scope=scope, had_position=had_position, problems=problems)
-
-    # 5. Records still open here whose symbol is flat now are recorded closed.
-    flat = {r.symbol for r in results if r.outcome != LEFT_OPEN}
-    for position in _open_positions(sorted(flat)):
-        outcome = position_record_exchange_close(
-            position=position, gateway=gateway, reason=Position.CloseReason.EMERGENCY, actor=actor
-        )
-        if outcome.status != CloseOutcome.CLOSED:
-            logger.warning("emergency close: could not record %s closed: %s", position, outcome)
-
+        # Records still open here whose symbol is flat now are recorded closed.
+        flat = {r.symbol for r in results if r.outcome in (CLOSED, NOTHING_OPEN)}
+        for position in _open_positions(sorted(flat)):
+            outcome = position_record_exchange_close(
+                position=position,
+                gateway=gateway,
+                reason=Position.CloseReason.EMERGENCY,
+                actor=actor,
+            )
+            if outcome.status != CloseOutcome.CLOSED:
+                logger.warning("emergency close: could not record %s closed: %s", position, outcome)
+    cancelled += _cancelled_by_closes(since=started)
     report = EmergencyReport(halted=was_enabled, orders_cancelled=cancelled, results=tuple(results))
     for result in report.results:
-        log = logger.error if result.outcome == LEFT_OPEN else logger.warning
+        log = logger.warning if result.outcome in (CLOSED, NOTHING_OPEN) else logger.error
         log("emergency close: %s", result)
     return report
+
+
+def _entries_in_flight_wait(*, names: list[str] | None) -> None:
+    """Wait (bounded) for entries admitted before the halt to get their answer, so a fill that
+    lands a moment later is seen by the exchange read that follows."""
+    budget = float(settings.EXCHANGE_RETRY_MAX_SECONDS) + 2 * float(
+        settings.EXCHANGE_TIMEOUT_SECONDS
+    )
+    in_flight = Order.objects.filter(
+        purpose=Order.Purpose.ENTRY,
+        status=Order.Status.SENT,
+        sent_at__gte=timezone.now() - timedelta(seconds=budget),
+    )
+    if names is not None:
+        in_flight = in_flight.filter(symbol__name__in=names)
+    deadline = time.monotonic() + budget
+    while in_flight.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _symbol_flatten(
+    *, symbol: str, gateway: ExchangeGateway, actor: str, problems: dict[str, list[str]]
+) -> int:
+    """Close the symbol's position, then (only once it is flat) cancel its orders one by one.
+    Returns how many orders the exchange confirmed cancelled here."""
+    row = Symbol.objects.filter(name=symbol).first()
+    if row is None:
+        problems[symbol].append("not a symbol of this bot: close it by hand")
+        return 0
+    position = (
+        Position.objects.filter(symbol=row, status__in=Position.OPEN_STATUSES)
+        .order_by("id")
+        .first()
+    )
+    try:
+        if position is not None and position.status == Position.Status.OPEN:
+            outcome = position_close(
+                position=position,
+                reason=Position.CloseReason.EMERGENCY,
+                forced_event=True,
+                gateway=gateway,
+                actor=actor,
+            )
+            if outcome.status != CloseOutcome.CLOSED:
+                problems[symbol].append(f"close {outcome}; its orders left in place")
+                return 0
+        elif gateway.fetch_position(symbol=symbol) is not None:
+            exchange_position_flatten(symbol=row, gateway=gateway, actor="emergency")
+        if gateway.fetch_position(symbol=symbol) is not None:
+            problems[symbol].append("still open after its close; its orders left in place")
+            return 0
+        orders = gateway.fetch_open_orders(symbol=symbol)
+        orders += gateway.fetch_open_conditional_orders(symbol=symbol)
+        cancelled = 0
+        for order in orders:
+            if gateway.cancel_order(
+                symbol=symbol,
+                client_order_id=order.client_order_id,
+                conditional=order.is_conditional,
+            ):
+                cancelled += 1
+    except ArenaError as e:
+        problems[symbol].append(f"failed: {e}")
+        return 0
+    _orders_mark_cancelled(symbol=symbol, seen=orders)
+    return cancelled
+
+
+def _cancelled_by_closes(*, since) -> int:
+    """Exits that ``position_close`` cancelled (the exchange confirmed each) during this run."""
+    return Order.objects.filter(
+        purpose__in=(Order.Purpose.STOP_LOSS, Order.Purpose.TAKE_PROFIT),
+        status=Order.Status.CANCELED,
+        updated_at__gte=since,
+        position__close_reason=Position.CloseReason.EMERGENCY,
+        position__closed_at__gte=since,
+    ).count()
 
 
 def _verify(
     *,
     gateway: ExchangeGateway,
+    names: list[str] | None,
     scope: set[str],
     had_position: set[str],
     problems: dict[str, list[str]],
 ) -> list[SymbolResult]:
+    """Read the exchange once more (every symbol when ``names`` is None) and judge by it."""
     try:
-        exchange_positions = gateway.fetch_positions()
-        # Per symbol: an all-symbols order query weighs 40 and ccxt throttles it for seconds;
-        # one symbol weighs 1, and an emergency has few symbols.
-        orders = _read_orders(gateway, symbols=scope)
-        leftover = {o.symbol for o in orders}
-        for symbol in sorted(leftover):
-            gateway.cancel_all_orders(symbol=symbol)
-        if leftover:
-            orders = _read_orders(gateway, symbols=leftover)
+        exchange_positions, orders = _read_exchange(gateway, symbols=names)
     except ArenaError as e:
         detail = f"could not verify on the exchange: {e}"
-        return [SymbolResult(s, LEFT_OPEN, detail) for s in sorted(scope)]
+        return [SymbolResult(s, UNVERIFIED, detail) for s in sorted(scope or {"(all symbols)"})]
     open_positions = {p.symbol: p for p in exchange_positions}
     open_orders: dict[str, int] = defaultdict(int)
     for order in orders:
         open_orders[order.symbol] += 1
     results = []
-    for symbol in sorted(scope):
+    for symbol in sorted(scope | set(open_positions) | set(open_orders)):
+        if names is not None and symbol not in names:
+            continue
         live = open_positions.get(symbol)
         if live is not None or open_orders[symbol]:
             what = []
@@ -318,23 +395,3 @@ def _orders_mark_cancelled(*, symbol: str, seen: list[ExchangeOrder] | None) -> 
     if seen is not None:
         rows = rows.filter(client_order_id__in=[o.client_order_id for o in seen])
     rows.update(status=Order.Status.CANCELED, updated_at=timezone.now())
-
-
-def _close_directly(*, gateway: ExchangeGateway, live: ExchangePosition) -> str:
-    """Close a position no OPEN record here covers; return what went wrong, or ""."""
-    symbol = Symbol.objects.filter(name=live.symbol).first()
-    if symbol is None:
-        return f"{live.symbol} is not a symbol of this bot: close it by hand"
-    try:
-        answer = exchange_position_flatten(symbol=symbol, gateway=gateway, actor="emergency")
-    except ArenaError as e:
-        return f"close failed: {e}"
-    if answer is not None:
-        logger.warning(
-            "emergency close: closed %s %s %s directly (%s)",
-            live.symbol,
-            live.side,
-            live.quantity,
-            answer.client_order_id,
-        )
-    return ""

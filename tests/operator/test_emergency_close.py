@@ -43,10 +43,11 @@ def test_emergency_close_when_two_positions_open_then_halted_first_and_flat(
     assert "BNBUSDT: closed" in out.getvalue()
 
 
-def test_emergency_close_when_a_close_is_rejected_then_left_open_reported_and_exit_2(
+def test_emergency_close_when_a_close_is_rejected_then_left_open_with_its_exits_and_exit_2(
     market, two_positions: list[Position]
 ) -> None:
-    # The first close (BNBUSDT: symbols go in name order) is refused by the exchange.
+    # Symbols go in name order, one close each per round: BNBUSDT's three closes (1st, 3rd,
+    # 5th request) are refused, and BTCUSDT's first two; its third goes through.
     market.faults(
         kind="error",
         method="POST",
@@ -54,7 +55,7 @@ def test_emergency_close_when_a_close_is_rejected_then_left_open_reported_and_ex
         status=400,
         code=-2022,
         msg="ReduceOnly Order is rejected.",
-        count=1,
+        count=5,
     )
     out = StringIO()
 
@@ -66,6 +67,9 @@ def test_emergency_close_when_a_close_is_rejected_then_left_open_reported_and_ex
     assert "BNBUSDT: LEFT OPEN" in out.getvalue()
     assert exchange_quantity(market, "BNBUSDT") != 0
     assert exchange_quantity(market, "BTCUSDT") == 0
+    # The position that could not be closed keeps its stop-loss and take-profit.
+    bnb_exits = [o for o in market.open_orders()["algo_orders"] if o["symbol"] == "BNBUSDT"]
+    assert sorted(o["orderType"] for o in bnb_exits) == ["STOP_MARKET", "TAKE_PROFIT_MARKET"]
     assert TradingSwitch.load().enabled is False
 
 

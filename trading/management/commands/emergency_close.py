@@ -23,7 +23,7 @@ class Command(BaseCommand):
         "Halt trading, cancel every open order of the bot (regular and TP/SL), close every "
         "position reduce-only at market, then check on the exchange that nothing is left. "
         "Shows what it will touch and asks for 'yes' unless --yes is given. Exits 2 when "
-        "something is left open."
+        "something is left open or the exchange could not be read to verify."
     )
     # Tests hand in the answer to the confirmation prompt; the shell uses the terminal.
     stealth_options = ("stdin",)
@@ -67,6 +67,12 @@ class Command(BaseCommand):
         for result in report.results:
             style = self.style.ERROR if result in report.left_open else self.style.SUCCESS
             self.stdout.write(style(f"  {result}"))
+        if report.unverified:
+            raise CommandError(
+                "Could not verify on the exchange that everything is closed: "
+                f"{report.unverified[0].detail}. Check the exchange by hand.",
+                returncode=EXIT_LEFT_OPEN,
+            )
         if not report.ok:
             raise CommandError(
                 f"{len(report.left_open)} symbol(s) LEFT OPEN: "
