@@ -63,6 +63,7 @@ CLOSE_LOCK_WAIT_SECONDS = 15.0
 # ours differ by up to a second or so.
 FILL_CLOCK_MARGIN = timedelta(seconds=5)
 CLIENT_ID_PREFIX = "arena-"
+CLOSE_RESTORED = "CLOSING -> OPEN: "
 
 
 # --------------------------------------------------------------------------- outcomes
@@ -450,8 +451,12 @@ def _entry_unprotected(*, position: Position) -> OpenOutcome | None:
     ).exists()
     if position.status == Position.Status.OPEN and stop_placed:
         return None
+    # Why the close did not happen, as its own path recorded it.
+    restored = position.events.filter(message__startswith=CLOSE_RESTORED).order_by("-id").first()
     close = position.orders.filter(purpose=Order.Purpose.CLOSE).order_by("-id").first()
-    why = f"{close.status}: {close.error_message}" if close and close.error_message else ""
+    why = close.error_message if close and close.error_message else ""
+    if restored is not None:
+        why = restored.message.removeprefix(CLOSE_RESTORED)
     if position.status == Position.Status.CLOSED:
         reason = "no stop-loss could be placed: closed at market"
     elif position.status == Position.Status.CLOSING:
@@ -933,7 +938,7 @@ def _close_restore(position: Position, *, reason: str = "", actor: str = "bot") 
                 symbol=position.symbol,
                 position=position,
                 kind=TradeEvent.Kind.REJECTED,
-                message=f"CLOSING -> OPEN: {reason or 'the close did not execute'}",
+                message=f"{CLOSE_RESTORED}{reason or 'the close did not execute'}",
                 actor=actor,
             )
 
