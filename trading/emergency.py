@@ -214,9 +214,12 @@ def emergency_close_all(
                 break
             touched |= todo
             for symbol in sorted(todo):
-                cancelled += _symbol_flatten(
+                count = _symbol_flatten(
                     symbol=symbol, gateway=gateway, actor=actor, problems=problems
                 )
+                cancelled += count
+                if count:
+                    problems[symbol].append(f"{count} order(s) cancelled")
         results = _verify(
             gateway=gateway,
             names=names,

@@ -164,3 +164,115 @@ def test_emergency_close_when_position_opened_by_hand_then_closed_through_a_stor
         Decimal("0.002"),
         Order.Status.FILLED,
     )
+
+
+# --- scope, truth and pre-emption ---------------------------------------------------------------
+def _open_by_hand(symbol: str, side: str, quantity: str) -> None:
+    from decimal import Decimal
+
+    from trading.exchange import exchange_gateway
+
+    exchange_gateway().create_market_order(
+        symbol=symbol,
+        side=side,
+        quantity=Decimal(quantity),
+        client_order_id=f"by-hand-{symbol}",
+        reduce_only=False,
+    )
+
+
+def test_emergency_close_when_hand_opened_position_and_order_reads_fail_then_all_closed_counted(
+    settings, transactional_db: None, market, open_position
+) -> None:
+    settings.EXCHANGE_RETRY_MAX_SECONDS = 0.5  # a burst of errors outlasts the retry budget
+    from decimal import Decimal
+
+    from trading.exchange import exchange_gateway
+
+    open_position("BTCUSDT", "LONG")  # its exits go with it when it is flat (closePosition)
+    _open_by_hand("BNBUSDT", "SELL", "1")  # no record here, no exits
+    # Two exits left on a flat symbol by hand: these the emergency itself must cancel.
+    market.set_price("ETHUSDT", "3000")
+    for kind, price in (("SL", "2900"), ("TP", "3100")):
+        exchange_gateway().create_exit_order(
+            symbol="ETHUSDT",
+            side="SELL",
+            kind=kind,
+            stop_price=Decimal(price),
+            client_order_id=f"by-hand-eth-{kind}",
+        )
+    # The plan's open-orders read and the first round's both fail (two attempts each fit the
+    # budget).
+    market.faults(kind="error", method="GET", path="/fapi/v1/openOrders", status=503, count=4)
+    out = StringIO()
+
+    call_command("emergency_close", "--yes", "--reason", "drill", stdout=out)
+
+    assert market.positions() == []
+    assert exchange_order_count(market) == 0
+    text = out.getvalue()
+    assert "BNBUSDT: closed" in text, text
+    assert "BTCUSDT: closed" in text, text
+    assert "Orders cancelled: 2." in text, text  # ETHUSDT's two; BTCUSDT's expired when flat
+    assert "ETHUSDT: nothing open (2 order(s) cancelled)" in text, text
+    assert "Flat: nothing is open on the exchange." in text
+
+
+def test_emergency_close_when_exchange_unreadable_then_could_not_verify_and_exit_2(
+    settings, transactional_db: None, market
+) -> None:
+    settings.EXCHANGE_RETRY_MAX_SECONDS = 0.5
+    _open_by_hand("BNBUSDT", "SELL", "1")
+    market.faults(kind="error", method="GET", path="/fapi/v2/positionRisk", status=503, count=1000)
+    out = StringIO()
+
+    with pytest.raises(CommandError) as refused:
+        call_command("emergency_close", "--yes", stdout=out)
+
+    market.clear_faults()
+    assert refused.value.returncode == 2
+    assert "could not verify" in str(refused.value).lower()
+    assert "COULD NOT VERIFY" in out.getvalue()
+    assert "Flat" not in out.getvalue()
+    assert "Nothing was open" not in out.getvalue()
+    assert exchange_quantity(market, "BNBUSDT") == -1  # it is still there, and we said so
+
+
+def test_emergency_close_when_a_cycle_holds_the_symbol_then_taken_over_and_cycle_sends_nothing(
+    transactional_db: None, market, open_position
+) -> None:
+    import threading
+    import time
+
+    from trading.locks import symbol_lock
+    from trading.models import Order, Symbol
+    from trading.services import CloseOutcome, position_close
+
+    position = open_position("BTCUSDT", "LONG")
+    holding, go_on = threading.Event(), threading.Event()
+    late: list[CloseOutcome] = []
+
+    def slow_cycle() -> None:
+        # A cycle in a long signal call: it holds the lease, then tries to act on its decision.
+        with symbol_lock(Symbol.objects.get(name="BTCUSDT").pk):
+            holding.set()
+            go_on.wait(timeout=60)
+            late.append(position_close(position=position, reason="SIGNAL", forced_event=True))
+
+    cycle = threading.Thread(target=slow_cycle)
+    cycle.start()
+    assert holding.wait(timeout=10)
+    out = StringIO()
+    started = time.monotonic()
+
+    call_command("emergency_close", "--yes", stdout=out)
+
+    took = time.monotonic() - started
+    go_on.set()
+    cycle.join(timeout=60)
+    assert took < 10, f"waited {took:.1f}s for the cycle's lease"
+    assert "BTCUSDT: closed" in out.getvalue(), out.getvalue()
+    assert market.positions() == []
+    assert exchange_order_count(market) == 0
+    assert late and late[0].status == CloseOutcome.REFUSED, late
+    assert Order.objects.filter(purpose=Order.Purpose.CLOSE).count() == 1  # the emergency's

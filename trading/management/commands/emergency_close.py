@@ -69,8 +69,8 @@ class Command(BaseCommand):
             self.stdout.write(style(f"  {result}"))
         if report.unverified:
             raise CommandError(
-                "Could not verify on the exchange that everything is closed: "
-                f"{report.unverified[0].detail}. Check the exchange by hand.",
+                f"{report.unverified[0].detail}. Nothing is known to be closed: check the "
+                "exchange by hand.",
                 returncode=EXIT_LEFT_OPEN,
             )
         if not report.ok:
