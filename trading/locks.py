@@ -3,7 +3,8 @@
 ``symbol_lock`` is a lease on a ``SymbolLock`` row, claimed with a conditional UPDATE and checked
 by its row count, so it holds across processes and machines on SQLite and PostgreSQL alike. It is
 committed state, not a transaction kept open over HTTP calls: order intents must be committed
-before they are sent, and a crashed worker's lease simply expires.
+before they are sent. A crashed worker's lease expires; one of a dead process on this machine is
+taken at once (its pid is in the owner).
 """
 
 from __future__ import annotations
@@ -86,12 +87,52 @@ def _claim(*, symbol_id: int, owner: str, ttl: float) -> None:
         .filter(Q(owner="") | Q(expires_at__lt=now))
         .update(owner=owner, expires_at=now + timedelta(seconds=ttl))
     )
+    dead = _dead_holder(symbol_id) if claimed != 1 else None
+    if dead:
+        # The holder was a process of this machine that no longer exists (killed, crashed):
+        # its lease is taken now instead of after its TTL. Conditional on that very owner, so
+        # of two workers noticing at once only one takes it.
+        claimed = SymbolLock.objects.filter(symbol_id=symbol_id, owner=dead).update(
+            owner=owner, expires_at=now + timedelta(seconds=ttl)
+        )
     if claimed != 1:
         # Another worker got there first (PostgreSQL re-evaluates the WHERE after waiting for
         # its row lock, so of two racing claims exactly one updates a row).
         current = SymbolLock.objects.filter(symbol_id=symbol_id).values_list("owner", "expires_at")
         holder, expires = current.first() or ("?", None)
         raise SymbolBusy(f"symbol {symbol_id} is locked by {holder} until {expires}")
+
+
+def _dead_holder(symbol_id: int) -> str | None:
+    """The lease's owner when it is a process of this host that is gone, else None.
+
+    Owners are ``host:pid:nonce``. A pid of another host cannot be checked (its lease runs out
+    by TTL); a pid reused by another process here looks alive, which only means waiting.
+    """
+    holder = SymbolLock.objects.filter(symbol_id=symbol_id).values_list("owner", flat=True).first()
+    host, _, rest = (holder or "").partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname()[:30] or not pid_text.isdigit():
+        return None
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return None  # another thread of this process: alive by definition
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return holder
+    except PermissionError:
+        return None  # exists, owned by another user
+    return holder if _is_zombie(pid) else None
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed child not yet reaped still answers signal 0; /proc tells it is dead."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _ensure_row(symbol_id: int) -> None:

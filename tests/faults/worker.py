@@ -2,8 +2,9 @@
 
 Runs on the database in DATABASE_URL and the exchange in PAPER_EXCHANGE_URL (both from the test).
 ``recover`` is what a restarted worker does — reconcile with repair, guard passes, the next
-trade cycle — after the time a dead worker's leases and the guard's debounce take to run out has
-passed (its rows are made that much older instead of waiting); it prints the state as JSON.
+trade cycle — and prints the state as JSON. The dead worker's lease is not aged: a lease whose
+holder is a dead process of this host is taken at once. The guard's debounce and reconcile's
+grace period still are (rows made older instead of waiting).
 """
 
 from __future__ import annotations
@@ -54,12 +55,11 @@ def _age_everything(seconds: int) -> None:
     from django.db.models import F
 
     from monitoring.models import ProtectionState
-    from trading.models import Order, Position, SymbolLock
+    from trading.models import Order, Position
 
     delta = timedelta(seconds=seconds)
     Position.objects.update(opened_at=F("opened_at") - delta)
     Order.objects.update(created_at=F("created_at") - delta, updated_at=F("updated_at") - delta)
-    SymbolLock.objects.exclude(expires_at=None).update(expires_at=F("expires_at") - delta)
     ProtectionState.objects.exclude(next_attempt_at=None).update(
         next_attempt_at=F("next_attempt_at") - delta
     )

@@ -173,3 +173,44 @@ def test_cycle_when_two_processes_open_long_at_once_then_one_position_of_0_011(
     assert exchange_quantity(market, "BTCUSDT") == Decimal("0.011")
     assert Position.objects.filter(status="OPEN").count() == 1
     assert market.stats()["orders_accepted"] == 3  # one entry, its stop and its target
+
+
+@pytest.mark.django_db
+def test_lock_when_holder_is_a_dead_process_of_this_host_then_taken_at_once(
+    defaults: None, btc: Symbol
+) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead_pid = int(gone.stdout)
+    SymbolLock.objects.create(
+        symbol=btc,
+        owner=f"{socket.gethostname()[:30]}:{dead_pid}:abc",
+        expires_at=timezone.now() + timedelta(seconds=120),
+    )
+
+    with symbol_lock(btc.pk) as owner:
+        assert SymbolLock.objects.get(symbol=btc).owner == owner
+
+
+@pytest.mark.django_db
+def test_lock_when_holder_is_alive_or_on_another_host_then_busy(
+    defaults: None, btc: Symbol
+) -> None:
+    import os
+    import socket
+
+    for holder in (f"{socket.gethostname()[:30]}:{os.getppid()}:abc", "elsewhere:1:abc"):
+        SymbolLock.objects.update_or_create(
+            symbol=btc,
+            defaults={"owner": holder, "expires_at": timezone.now() + timedelta(seconds=120)},
+        )
+        with pytest.raises(SymbolBusy), symbol_lock(btc.pk):
+            pass
