@@ -20,8 +20,9 @@ EXIT_LEFT_OPEN = 2
 
 class Command(BaseCommand):
     help = (
-        "Halt trading, cancel every open order of the bot (regular and TP/SL), close every "
-        "position reduce-only at market, then check on the exchange that nothing is left. "
+        "Halt trading, close every position on the exchange reduce-only at market, then cancel "
+        "every open order (regular and TP/SL) of each symbol once it is flat, then check on "
+        "the exchange that nothing is left. "
         "Shows what it will touch and asks for 'yes' unless --yes is given. Exits 2 when "
         "something is left open or the exchange could not be read to verify."
     )
@@ -92,7 +93,11 @@ class Command(BaseCommand):
         if plan.exchange_error:
             write(self.style.WARNING(f"  ! exchange unreadable: {plan.exchange_error}"))
             write("    (what follows is what the database knows; the close will still try)")
-        write(f"  2. cancel {len(plan.orders)} open order(s):")
+        rows = plan.position_rows
+        write(f"  2. close {len(rows)} position(s) reduce-only at market:")
+        for symbol, side, quantity, where in rows:
+            write(f"       {symbol} {side} {quantity} ({where})")
+        write(f"  3. then, for each symbol once flat, cancel {len(plan.orders)} open order(s):")
         for order in plan.orders:
             kind = "conditional" if order.is_conditional else "regular"
             stop = f" @ {order.stop_price.normalize():f}" if order.stop_price else ""
@@ -100,10 +105,6 @@ class Command(BaseCommand):
                 f"       {order.symbol} {order.order_type} {order.side}{stop} ({kind}, "
                 f"{order.client_order_id})"
             )
-        rows = plan.position_rows
-        write(f"  3. close {len(rows)} position(s) reduce-only at market:")
-        for symbol, side, quantity, where in rows:
-            write(f"       {symbol} {side} {quantity} ({where})")
         scope = ", ".join(plan.symbols) if plan.symbols else "none"
         write(f"  4. check on the exchange that nothing is left (symbols: {scope})")
 
