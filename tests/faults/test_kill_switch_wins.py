@@ -104,7 +104,8 @@ def env(paper: Any, tmp_path: Path) -> dict[str, str]:
 def test_emergency_when_cycle_waits_on_a_slow_read_then_no_entry_is_ever_sent(
     paper: Any, env: dict[str, str]
 ) -> None:
-    paper.faults(kind="latency", method="GET", path="/fapi/v1/premiumIndex", seconds=3)
+    # Long enough for the emergency command to start (Django set-up included) and halt.
+    paper.faults(kind="latency", method="GET", path="/fapi/v1/premiumIndex", seconds=10)
     worker = _start_cycle(env)
     try:
         _wait_for(
@@ -113,12 +114,14 @@ def test_emergency_when_cycle_waits_on_a_slow_read_then_no_entry_is_ever_sent(
         )
 
         emergency = _emergency(env)
+        in_flight = worker.poll() is None  # the emergency ran while the cycle was waiting
         cycle = _cycle_result(worker)
     finally:
         if worker.poll() is None:
             worker.kill()
             worker.wait(timeout=10)
 
+    assert in_flight
     assert emergency.returncode == 0, emergency.stdout + emergency.stderr[-3000:]
     assert "Nothing was open." in emergency.stdout
     assert "refused" in cycle and "halted" in cycle, cycle
@@ -131,7 +134,7 @@ def test_emergency_when_entry_in_flight_then_it_is_closed_and_nothing_is_left(
     paper: Any, env: dict[str, str]
 ) -> None:
     # Long enough for the emergency command to start (Django set-up included) and take over.
-    paper.faults(kind="latency", method="POST", path="/fapi/v1/order", seconds=6)
+    paper.faults(kind="latency", method="POST", path="/fapi/v1/order", seconds=10)
     worker = _start_cycle(env)
     try:
         _wait_for(
