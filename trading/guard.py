@@ -49,7 +49,7 @@ from django.db import connection, transaction
 from django.db.models import Prefetch
 from django.utils import timezone
 
-from monitoring.models import MonitoringSettings, ProtectionState
+from monitoring.models import Lease, MonitoringSettings, ProtectionState
 from monitoring.selectors import monitoring_settings
 from monitoring.services import (
     alert_raise,
@@ -179,6 +179,7 @@ def guard_pass(*, gateway: ExchangeGateway | None = None) -> GuardReport:
     """Run one guard pass (skipped when the previous one still holds the lease)."""
     rules = monitoring_settings()
     owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    _lease_free_if_holder_dead()
     if not lease_claim(name=LEASE_NAME, owner=owner, seconds=rules.guard_lease_seconds):
         return GuardReport(skipped=True)
     report = GuardReport()
@@ -234,6 +235,24 @@ def guard_pass(*, gateway: ExchangeGateway | None = None) -> GuardReport:
     elif transition == "cleared":
         logger.info("[Guard] passes complete again")
     return report
+
+
+def _lease_free_if_holder_dead() -> None:
+    """Free the lease of a pass killed on this host (its process is gone), so the restarted
+    guard protects at once instead of waiting out the lease (a minute by default)."""
+    owner = Lease.objects.filter(name=LEASE_NAME).values_list("owner", flat=True).first()
+    host, _, rest = (owner or "").partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname()[:30] or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        # Conditional on the owner we read: a pass that claimed it meanwhile keeps it.
+        if Lease.objects.filter(name=LEASE_NAME, owner=owner).update(owner="", expires_at=None):
+            logger.warning("[Guard] the previous pass (%s) died holding the lease: freed", owner)
+    except PermissionError:
+        return  # alive, another user's process
 
 
 def _guard_run(*, gateway: ExchangeGateway, rules: MonitoringSettings, report: GuardReport) -> None:
@@ -439,6 +458,16 @@ def _exit_ensure(ctx: _Pass, position: Position, kind: str, live: ExchangePositi
         state.attempts = 0
         state.gave_up_at = None
         state.save()
+        # Said once per gap (and alert window): the order path placing it a moment later is
+        # caught by the pending check above, so this is a real gap, however short.
+        alert_raise(
+            key=f"guard.exit_missing.{position.symbol.name}.{kind}",
+            severity="warning",
+            message=f"{label} was missing on the exchange ({position.status} here): the guard "
+            "is placing it.",
+            symbol=position.symbol,
+            repeat_seconds=ctx.rules.alert_repeat_seconds,
+        )
     try:
         # After a refused attempt the recorded price is not sent again: recomputed from the
         # rules and the current filters, and checked against the current mark.
