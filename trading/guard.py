@@ -444,7 +444,11 @@ IN_PLACE, PLACED, PENDING, FAILED, CLOSED_INSTEAD = (
 
 def _exit_ensure(ctx: _Pass, position: Position, kind: str, live: ExchangePosition) -> str:
     """Make sure one exit of the right side is on the exchange; return what was done."""
-    if _exit_on_exchange(ctx, live, kind) or _own_exit_pending(ctx, position, kind, live):
+    if _exit_on_exchange(ctx, live, kind):
+        _gap_closed(ctx, position, kind)
+        return IN_PLACE
+    working, unsent = _own_exit_lookup(ctx, position, kind, live)
+    if working:
         _gap_closed(ctx, position, kind)
         return IN_PLACE
     state = _state_for(ctx, position.symbol, kind, position) or _state_create(
@@ -486,7 +490,11 @@ def _exit_ensure(ctx: _Pass, position: Position, kind: str, live: ExchangePositi
                 label,
                 f"the mark {live.mark_price} is already through {price}",
             )
-        order = _exit_place(ctx, position, kind, price, live)
+        if unsent is not None:
+            price = unsent.stop_price
+            order = order_path.exit_order_send(order=unsent, gateway=ctx.gateway)
+        else:
+            order = _exit_place(ctx, position, kind, price, live)
     except order_path.ExitInFlight:
         return PENDING  # stored by the order path a moment ago: it is being sent
     except OrderRejected as exc:
@@ -665,19 +673,23 @@ def _exit_on_exchange(ctx: _Pass, live: ExchangePosition, kind: str) -> bool:
     )
 
 
-def _own_exit_pending(ctx: _Pass, position: Position, kind: str, live: ExchangePosition) -> bool:
-    """True when an exit order of ours of the right side may still show up: it is looked up by
-    client id, since open-order queries can hide a new conditional order for a while."""
+def _own_exit_lookup(
+    ctx: _Pass, position: Position, kind: str, live: ExchangePosition
+) -> tuple[bool, Order | None]:
+    """Our stored exits of this kind and side the lists did not show, looked up by client id
+    (open-order queries can hide a new conditional order for a while).
+
+    Returns (working, unsent): ``working`` when one of them is on the exchange; ``unsent``, the
+    newest one the exchange does not know (stored, being sent, or its answer lost): sending it
+    again under its own id cannot make a second order, so the guard does not wait for its
+    sender (which may be retrying for twenty seconds, or dead).
+    """
     closing_side = "SELL" if live.side == Position.Side.LONG else "BUY"
+    unsent: Order | None = None
     for order in getattr(position, "exit_orders", ()):
         if order.purpose != kind or order.side != closing_side:
             continue
         if order.status not in Order.ACTIVE_STATUSES:
-            continue
-        fresh = order.created_at > ctx.now - ctx.debounce
-        if order.status == Order.Status.INTENT:
-            if fresh:
-                return True  # stored and about to be sent by the order path
             continue
         found = ctx.gateway.fetch_order(
             symbol=position.symbol.name,
@@ -685,17 +697,15 @@ def _own_exit_pending(ctx: _Pass, position: Position, kind: str, live: ExchangeP
             conditional=order.is_conditional,
         )
         if found is None:
-            if fresh and order.status == Order.Status.SENT:
-                return True  # the send may still be on its way
-            _order_status_set(order, Order.Status.EXPIRED, note="not found on the exchange")
+            unsent = order
             continue
         if order.status != _order_status_of(found):
             order_path.order_refresh(order=order, found=found)
         if found.status in WORKING:
-            return True  # working but hidden from the lists
+            return True, None  # working but hidden from the lists
         # Fired, cancelled or expired: the snapshot still shows a position, so it is not
         # protected by this order any more.
-    return False
+    return False, unsent
 
 
 def _order_status_of(found: ExchangeOrder) -> str:

@@ -1397,10 +1397,22 @@ def exit_order_place(
     order = _exit_intent_create(
         position=position, kind=kind, price=price, side=side, generation=generation
     )
+    return exit_order_send(order=order, gateway=gateway)
+
+
+def exit_order_send(*, order: Order, gateway: ExchangeGateway) -> Order:
+    """Send a stored stop-loss or take-profit under its own client id, and record the answer.
+
+    Also for an exit stored earlier that the exchange does not know (its sender died, or gave
+    up on a lost answer): sent again under the same id, it cannot become a second order, since
+    the exchange refuses a duplicate id (-4116) and the gateway then looks the order up.
+    Raises like ``exit_order_place``.
+    """
+    kind, price = order.purpose, order.stop_price
     _order_mark_sent(order)
     try:
         answer = gateway.create_exit_order(
-            symbol=position.symbol.name,
+            symbol=order.symbol.name,
             side=order.side,
             kind=kind,
             stop_price=price,
