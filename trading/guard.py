@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Prefetch
 from django.utils import timezone
@@ -67,6 +68,7 @@ from trading.errors import ArenaError, OrderRejected, RateLimited, TemporaryErro
 from trading.exchange import ExchangeGateway, ExchangeOrder, ExchangePosition, exchange_gateway
 from trading.locks import SymbolBusy, symbol_lock
 from trading.models import Order, Position, Symbol, SymbolLock, TradeEvent
+from trading.retry import RetryPolicy
 from trading.rounding import ExitTooClose, exit_prices, round_price_down, round_price_up
 
 logger = logging.getLogger(__name__)
@@ -76,6 +78,8 @@ LEASE_NAME = "guard"
 LOCK_SECONDS = 60.0
 # An exit that cannot be placed in this many passes in a row: the position is closed instead.
 CLOSE_AFTER_FAILED_PASSES = 3
+# Longest one exchange call of a pass spends retrying temporary errors.
+GUARD_RETRY_SECONDS = 2.0
 SL = ProtectionState.Kind.STOP_LOSS
 TP = ProtectionState.Kind.TAKE_PROFIT
 UNKNOWN = ProtectionState.Kind.UNKNOWN_POSITION
@@ -191,7 +195,13 @@ def guard_pass(*, gateway: ExchangeGateway | None = None) -> GuardReport:
         if paused_until is not None:
             # Rate-limited or banned: a request now would only lengthen the ban.
             raise GuardPaused(f"rate limited by the exchange until {paused_until:%H:%M:%S} UTC")
-        gateway = gateway or exchange_gateway()
+        # A short retry budget: the guard's retry is its next pass, and one exit retrying for
+        # twenty seconds would hold every other position of the pass back.
+        gateway = gateway or exchange_gateway(
+            retry_policy=RetryPolicy(
+                max_total_seconds=min(settings.EXCHANGE_RETRY_MAX_SECONDS, GUARD_RETRY_SECONDS)
+            )
+        )
         requests_before = gateway.request_count
         _guard_run(gateway=gateway, rules=rules, report=report)
     except RateLimited as exc:
