@@ -33,7 +33,6 @@ a pass holds a lease, and a pass that finds it held skips and is counted.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
@@ -87,9 +86,8 @@ KIND_NAMES = {SL: "stop-loss", TP: "take-profit"}
 STOP_TYPES = {SL: ("STOP_MARKET", "STOP"), TP: ("TAKE_PROFIT_MARKET", "TAKE_PROFIT")}
 # Binance: "Order would immediately trigger" - the price is already through the stop.
 WOULD_TRIGGER = -2021
-# Exchange statuses of an order that is still working, and of one whose stop has fired.
-WORKING = ("NEW", "PARTIALLY_FILLED")
-FIRED = ("TRIGGERED", "FINISHED", "FILLED")
+# Exchange statuses of an order that still protects (or is firing right now).
+WORKING = ("NEW", "PARTIALLY_FILLED", "TRIGGERING")
 
 
 class GuardPaused(ArenaError):
@@ -974,32 +972,6 @@ def _post_trade_checks(ctx: _Pass) -> None:
 # --- helpers --------------------------------------------------------------------------------------
 class NoExitPrice(ValueError):
     """Neither a recorded price nor the rules give an exit price (no entry, no profile)."""
-
-
-def rules_version(*, position: Position, profile: RiskProfile | None) -> str:
-    """A fingerprint of everything that decides an exit's price and validity: the symbol's
-    filters, the exit rules and the position's recorded prices. A give-up under one version
-    is retried only under another."""
-    symbol = position.symbol
-    parts = [
-        symbol.tick_size,
-        symbol.price_precision,
-        symbol.step_size,
-        symbol.quantity_precision,
-        symbol.min_qty,
-        symbol.min_notional,
-        position.take_profit_price,
-        position.stop_loss_price,
-        position.entry_price,
-    ]
-    if profile is not None:
-        parts += [profile.pk, profile.take_profit_pct, profile.stop_loss_pct]
-    text = "|".join("" if p is None else _canonical(p) for p in parts)
-    return hashlib.sha1(text.encode()).hexdigest()
-
-
-def _canonical(value: object) -> str:
-    return f"{value.normalize():f}" if isinstance(value, Decimal) else str(value)
 
 
 def _exit_price(

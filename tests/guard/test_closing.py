@@ -4,13 +4,16 @@ guard protects it and closes it within a few passes."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from monitoring.models import Alert
 from monitoring.sentinel import sentinel_pass
 from tests.guard.conftest import fast_gateway, open_algo_orders
 from trading.models import Position, Symbol, TradeEvent
-from trading.reconcile import EXIT_MISSING, reconcile
+from trading.reconcile import EXIT_MISSING, STATUS_CONTRADICTED, reconcile
 from trading.services import position_open
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -81,3 +84,21 @@ def test_guard_pass_when_closing_position_still_on_exchange_then_protected_or_fl
         assert TradeEvent.objects.filter(position=position, message__contains="CLOSING -> OPEN")
         assert Alert.objects.filter(key="guard.close_incomplete.BTCUSDT").exists()
     assert reconcile(repair=False, gateway=fast_gateway()).ok
+
+
+def test_reconcile_when_closing_record_and_position_still_held_then_not_agree(
+    stranded_closing, market
+):
+    # Arrange: the faults stop; nothing has repaired the record yet
+    market.clear_faults()
+    Position.objects.filter(pk=stranded_closing.pk).update(status=Position.Status.CLOSING)
+
+    # Act: past the grace for a close in flight
+    report = reconcile(
+        repair=True, gateway=fast_gateway(), now=timezone.now() + timedelta(minutes=2)
+    )
+
+    # Assert: reported for what it is, never "agree"
+    kinds = [d.kind for d in report.unresolved]
+    assert STATUS_CONTRADICTED in kinds and kinds.count(EXIT_MISSING) == 2
+    assert not report.ok
