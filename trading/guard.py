@@ -365,9 +365,11 @@ def guard_book_load() -> GuardBook:
 def _position_live(ctx: _Pass, position: Position, live: ExchangePosition) -> None:
     """The exchange holds a position in this symbol: protect it first, whatever our record says,
     then bring the record in line (without waiting for a symbol another worker holds)."""
-    for kind in (SL, TP):
-        if _exit_ensure(ctx, position, kind, live) == CLOSED_INSTEAD:
-            return
+    done = [_exit_ensure(ctx, position, kind, live) for kind in (SL, TP)]
+    if CLOSED_INSTEAD in done:
+        return
+    if all(d == IN_PLACE for d in done):
+        _wrong_side_exits_cancel(ctx, live)
     if position.status == Position.Status.OPENING and position.opened_at < ctx.snapshot.taken_at:
         # The entry's answer was lost (or its worker died) and it filled: the order path looks
         # it up by client id and records the fill; its own exits find ours already stored.
@@ -384,6 +386,31 @@ def _position_live(ctx: _Pass, position: Position, live: ExchangePosition) -> No
             )
     elif position.status == Position.Status.CLOSING:
         _closing_retry(ctx, position, live)
+
+
+def _wrong_side_exits_cancel(ctx: _Pass, live: ExchangePosition) -> None:
+    """Cancel our exits left from before a flip by hand: they close a side the exchange no
+    longer holds. Only once the right side is protected; an operator's own orders are theirs."""
+    opening_side = "BUY" if live.side == Position.Side.LONG else "SELL"
+    for order in ctx.snapshot.orders.get(live.symbol, ()):
+        if order.side != opening_side or not (order.close_position or order.reduce_only):
+            continue
+        if not order.client_order_id.startswith(order_path.CLIENT_ID_PREFIX):
+            continue
+        ctx.gateway.cancel_order(
+            symbol=live.symbol,
+            client_order_id=order.client_order_id,
+            conditional=order.is_conditional,
+        )
+        Order.objects.filter(
+            client_order_id=order.client_order_id, status__in=Order.ACTIVE_STATUSES
+        ).update(status=Order.Status.CANCELED, updated_at=timezone.now())
+        ctx.report.cancelled.append(order.client_order_id)
+        logger.info(
+            "[Guard] %s: cancelled %s, an exit of the side the exchange no longer holds",
+            live.symbol,
+            order.client_order_id,
+        )
 
 
 def _closing_retry(ctx: _Pass, position: Position, live: ExchangePosition) -> None:

@@ -78,8 +78,10 @@ def test_guard_pass_when_position_flipped_by_hand_then_old_side_exits_do_not_cou
 
     # Act
     report = guard()
+    after = guard()
 
-    # Assert: BUY exits priced from the SHORT's entry (100000: SL 100300, TP 99500) now close it
+    # Assert: BUY exits priced from the SHORT's entry (100000: SL 100300, TP 99500) now close it;
+    # once they are in place, the old SELL exits are cancelled
     buys = sorted(
         (o["orderType"], Decimal(o["triggerPrice"]))
         for o in open_algo_orders(market, "BTCUSDT")
@@ -87,6 +89,8 @@ def test_guard_pass_when_position_flipped_by_hand_then_old_side_exits_do_not_cou
     )
     assert buys == [("STOP_MARKET", Decimal("100300")), ("TAKE_PROFIT_MARKET", Decimal("99500"))]
     assert sorted(report.reattached) == ["BTCUSDT SL @ 100300.0", "BTCUSDT TP @ 99500.0"]
+    assert len(after.cancelled) == 2 and not after.reattached
+    assert {o["side"] for o in open_algo_orders(market, "BTCUSDT")} == {"BUY"}
     assert (
         Position.objects.get(pk=position.pk).side == "LONG"
     )  # the record is reported, not rewritten
