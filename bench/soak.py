@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,8 @@ class SoakResult:
     samples: int = 0
     positions_seen: int = 0
     naked: list[float] = field(default_factory=list)
+    # The longest stretches: (seconds, symbol, when it started, UTC), for reading the logs.
+    worst: list[tuple[float, str, str]] = field(default_factory=list)
     faults: int = 0
     kills: dict[str, int] = field(default_factory=dict)
 
@@ -92,6 +95,13 @@ class SoakResult:
             f"(the client timeout, {self.client_timeout:g} s). A stretch is timed from the first "
             "sample that saw the position without both exits to the first that saw it protected "
             "or flat, so each figure is within a second of the truth.",
+            "",
+            "Longest stretches: "
+            + (
+                ", ".join(f"{sym} {sec:.0f} s from {at}" for sec, sym, at in self.worst[:3])
+                or "none"
+            )
+            + " (UTC).",
             "",
         ]
 
@@ -289,12 +299,22 @@ def _sample(
                 naked_since.setdefault(symbol, now)
             for symbol in list(naked_since):
                 if symbol not in naked:
-                    result.naked.append(now - naked_since.pop(symbol))
+                    _stretch_end(result, symbol, naked_since.pop(symbol), now)
             next_sample += 1.0
         time.sleep(0.05)
     # Still naked at the end: counted as far as seen.
     end = time.monotonic()
-    result.naked += [end - since for since in naked_since.values()]
+    for symbol, since in naked_since.items():
+        _stretch_end(result, symbol, since, end)
+
+
+def _stretch_end(result: SoakResult, symbol: str, since: float, now: float) -> None:
+    seconds = now - since
+    result.naked.append(seconds)
+    started = datetime.now(tz=UTC) - timedelta(seconds=time.monotonic() - since)
+    result.worst.append((seconds, symbol, f"{started:%H:%M:%S}"))
+    result.worst.sort(reverse=True)
+    del result.worst[5:]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -539,9 +539,14 @@ def _exit_ensure(ctx: _Pass, position: Position, kind: str, live: ExchangePositi
     except (ExitTooClose, NoExitPrice, TemporaryError) as exc:
         return _exit_failed(ctx, position, state, label, str(exc), None)
     ProtectionState.objects.filter(pk=state.pk).update(
-        gap_since=None, attempts=0, reason="", error_code=None, updated_at=timezone.now()
+        gap_since=None,
+        gave_up_at=None,
+        attempts=0,
+        reason="",
+        error_code=None,
+        updated_at=timezone.now(),
     )
-    state.gap_since = None
+    state.gap_since = state.gave_up_at = None
     logger.info(
         "[Guard] %s placed @ %s (%s)",
         label,
@@ -631,8 +636,8 @@ def _close_unprotectable(
 
 
 def _close_whatever_is_held(ctx: _Pass, position: Position, kind: str):
-    """Close what the exchange holds: through the record when it is OPEN and on the same side,
-    else (OPENING, CLOSING, flipped by hand) by flattening the symbol."""
+    """Close what the exchange holds: through the record when it is OPEN and its symbol free,
+    else (OPENING, CLOSING, symbol locked) by flattening the symbol, without its lock."""
     reason = Position.CloseReason.STOP_LOSS if kind == SL else Position.CloseReason.RISK
     if position.status == Position.Status.CLOSING:
         _transition(
@@ -641,10 +646,16 @@ def _close_whatever_is_held(ctx: _Pass, position: Position, kind: str):
             new=Position.Status.OPEN,
             message="still on the exchange and unprotectable: closing it again",
         )
-    if position.status == Position.Status.OPEN:
+    if (
+        position.status == Position.Status.OPEN
+        and position.symbol_id not in ctx.book.busy_symbol_ids
+    ):
         return order_path.position_close(
             position=position, reason=reason, forced_event=True, gateway=ctx.gateway, actor="guard"
         )
+    # The symbol's lock is held (a cycle, or a worker that died holding it): the guard does not
+    # wait for it with a naked position; it closes what the exchange holds, reduce-only, and
+    # the next pass records the close from the fills.
     try:
         order_path.exchange_position_flatten(
             symbol=position.symbol, gateway=ctx.gateway, actor="guard"
@@ -656,13 +667,15 @@ def _close_whatever_is_held(ctx: _Pass, position: Position, kind: str):
 
 def _gap_closed(ctx: _Pass, position: Position, kind: str) -> None:
     state = _state_for(ctx, position.symbol, kind, position)
-    if state is not None and (state.gap_since is not None or state.attempts):
+    if state is not None and (
+        state.gap_since is not None or state.attempts or state.gave_up_at is not None
+    ):
         if state.gap_since is not None:
             # Someone else (the order path, an operator) put it back, or our order showed up.
             logger.info("[Guard] %s %s in place again", position.symbol.name, KIND_NAMES[kind])
-        state.gap_since = None
+        state.gap_since = state.gave_up_at = None
         state.attempts = 0
-        state.save(update_fields=["gap_since", "attempts", "updated_at"])
+        state.save(update_fields=["gap_since", "gave_up_at", "attempts", "updated_at"])
 
 
 def _exit_place(
@@ -765,6 +778,10 @@ def _position_flat(ctx: _Pass, position: Position) -> None:
     check the exchange again before they record anything."""
     if position.opened_at >= ctx.snapshot.taken_at:
         return
+    if position.symbol_id in ctx.book.busy_symbol_ids:
+        # Flat, so nothing is naked: the record waits for the order path (or the lock's expiry)
+        # rather than the pass waiting for the lock, which would hold every other position back.
+        return
     if position.status == Position.Status.OPENING:
         # Every stuck entry is resolved from the exchange by its client id: filled -> recorded
         # (and protected), never reached it or unfilled -> FAILED and the symbol free again.
@@ -783,8 +800,17 @@ def _position_flat(ctx: _Pass, position: Position) -> None:
     # The order path's service reads the fills (exit price, PnL, fees), works out what closed
     # it from which of our orders fired, cancels the position's remaining exits and logs the
     # "[Close] SL @ 99700.0 | PnL -3.30 USDT" line.
+    # Flattened by the guard itself (unprotectable, symbol locked): RISK, not a liquidation.
+    flattened = any(
+        state.position_id == position.id and state.gave_up_at is not None
+        for state in (ctx.book.states.get((position.symbol_id, kind)) for kind in (SL, TP))
+        if state is not None
+    )
     outcome = order_path.position_record_exchange_close(
-        position=position, gateway=ctx.gateway, actor="guard"
+        position=position,
+        gateway=ctx.gateway,
+        actor="guard",
+        reason=Position.CloseReason.RISK if flattened else None,
     )
     if outcome.status == order_path.CloseOutcome.CLOSED:
         closed = outcome.position or position

@@ -5,13 +5,16 @@ closed, with an alert: it never gives up and leaves a position naked."""
 from __future__ import annotations
 
 import logging
+import time
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from monitoring.models import Alert
 from tests.guard.conftest import app_log_lines, cancel_exit, open_algo_orders, open_long
-from trading.models import ExchangeRequest, Order, Position, Symbol
+from trading.models import ExchangeRequest, Order, Position, Symbol, SymbolLock
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -114,3 +117,31 @@ def test_guard_pass_when_reattach_refused_three_passes_then_position_closed_and_
     alert = Alert.objects.get(key="guard.unprotectable.BTCUSDT")
     assert "closed at market" in alert.message
     assert not after.reattached and not after.failed and not after.error
+
+
+def test_guard_pass_when_stop_crossed_and_symbol_locked_then_flattened_without_waiting(
+    market, btc, gateway, guard
+):
+    # Arrange: the stop is gone, the mark is already through it, and a cycle holds the lock
+    position = open_long(symbol=btc, gateway=gateway)
+    cancel_exit(position=position, kind="SL", gateway=gateway)
+    market.set_price("BTCUSDT", "99650")
+    SymbolLock.objects.filter(symbol=btc).update(
+        owner="another-worker", expires_at=timezone.now() + timedelta(seconds=120)
+    )
+
+    # Act
+    started = time.monotonic()
+    report = guard()
+    elapsed = time.monotonic() - started
+    SymbolLock.objects.filter(symbol=btc).update(owner="", expires_at=None)
+    after = guard()
+
+    # Assert: flat at once, not after the lock; then recorded as a risk close, with an alert
+    assert elapsed < 5, elapsed
+    assert report.closed, report.summary()
+    assert market.positions() == []
+    assert "closed at market" in Alert.objects.get(key="guard.unprotectable.BTCUSDT").message
+    assert after.closed, after.summary()
+    position.refresh_from_db()
+    assert position.status == Position.Status.CLOSED and position.close_reason == "RISK"
