@@ -6,10 +6,16 @@ trade cycle for a worker slot and keeps running while the broker is down.
 
 from __future__ import annotations
 
+import time
+
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
 from monitoring.loop import run_every
+
+# A failed pass is tried again this many times, this long apart, before the next interval.
+RETRIES_AFTER_FAILED_PASS = 2
+RETRY_PAUSE_SECONDS = 1.0
 
 
 class Command(BaseCommand):
@@ -39,6 +45,14 @@ class Command(BaseCommand):
             # A long-lived process: a connection the database dropped is replaced, not reused.
             close_old_connections()
             report = guard_pass()
+            for _ in range(RETRIES_AFTER_FAILED_PASS):
+                if not report.error or report.error.startswith(("RateLimited", "GuardPaused")):
+                    break
+                # The exchange failed this pass (a burst of 503s on a read, say): a position
+                # may be naked right now, so try again in a second, not a whole interval.
+                time.sleep(RETRY_PAUSE_SECONDS)
+                close_old_connections()
+                report = guard_pass()
             if quiet and not (report.actions or report.failed or report.error):
                 return ""
             return report.summary()
