@@ -419,9 +419,9 @@ def _protect(*, position: Position, gateway: ExchangeGateway, profile, actor: st
     with transaction.atomic():
         position.take_profit_price, position.stop_loss_price = take_profit, stop_loss
         position.save(update_fields=["take_profit_price", "stop_loss_price"])
-    # An exit already claimed under its deterministic id (the guard got there first, seeing the
-    # position on the exchange) is not sent twice: that one stands.
-    # The entry's own exits are generation 0, whoever sends them.
+    # The entry's own exits are generation 0, whoever sends them: one already stored under its
+    # deterministic id (the guard got there first, seeing the position on the exchange) is not
+    # sent twice; that one stands.
     sl = _exit_intent_claim(
         position=position, kind=Order.Purpose.STOP_LOSS, price=stop_loss, generation=0
     )
