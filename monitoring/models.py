@@ -20,8 +20,9 @@ class MonitoringSettings(models.Model):
     """The rules of the guard and the sentinel. A single row, edited in the admin."""
 
     class UnknownPositionPolicy(models.TextChoices):
-        REPORT = "report", "Report only (alert; leave it alone)"
-        ADOPT = "adopt", "Adopt (record it here; the guard then protects it)"
+        REPORT = "report", "Report only (alert; leave it alone, unprotected)"
+        # Stored as "adopt": the value predates the label.
+        ADOPT = "adopt", "Protect (record it here; the guard keeps its stop-loss and take-profit)"
         CLOSE = "close", "Close (record it here, then close it at market)"
 
     reattach_debounce_seconds = models.PositiveIntegerField(
@@ -34,9 +35,9 @@ class MonitoringSettings(models.Model):
     unknown_position_policy = models.CharField(
         max_length=8,
         choices=UnknownPositionPolicy.choices,
-        default=UnknownPositionPolicy.REPORT,
+        default=UnknownPositionPolicy.ADOPT,
         help_text="What the guard does with a position on the exchange that has no record here "
-        "(opened by hand): report it, adopt it, or close it.",
+        "(opened by hand): protect it (default), only report it, or close it. Each is alerted.",
     )
     alert_repeat_seconds = models.PositiveIntegerField(
         default=900,

@@ -1,7 +1,8 @@
 """The sentinel: every 5 min, a second pair of eyes on what the guard and the order path keep.
 
-It covers every enabled symbol and every open position (whatever its symbol): stop-loss and
-take-profit present on the exchange, this system's unrealized PnL against the exchange's, the
+It covers every position the exchange holds and every open record here, whatever their status:
+a stop-loss and a take-profit of the side that closes the exchange's position, a record whose
+status the exchange contradicts, this system's unrealized PnL against the exchange's, the
 guard's heartbeat, the exchange's reachability, and the kill switch against the positions and
 the daily loss limit. It changes nothing on the exchange: it raises alerts (stored, shown in the
 admin, sent to Telegram; a repeat within the window is suppressed).
@@ -44,6 +45,9 @@ STOP_TYPES = {"SL": ("STOP_MARKET", "STOP"), "TP": ("TAKE_PROFIT_MARKET", "TAKE_
 KIND_NAMES = {"SL": "stop-loss", "TP": "take-profit"}
 # An exit placed this recently may still be hidden from open-order queries (Binance: ~30 s).
 FRESH_EXIT = timedelta(seconds=60)
+# Our exit rows that may be on their way or hidden; UNKNOWN (the sender gave up) is not given the
+# benefit of the doubt: a naked position is reported, the guard looks it up.
+IN_FLIGHT = (Order.Status.INTENT, Order.Status.SENT, Order.Status.OPEN)
 
 
 @dataclass(frozen=True)
@@ -210,13 +214,22 @@ def _position_findings(
     orders: dict[str, list[ExchangeOrder]],
     now: datetime,
 ) -> list[Finding]:
+    """Every symbol with a record or a position on the exchange: any position the exchange
+    holds without both exits, any record whose status the exchange contradicts."""
     findings: list[Finding] = []
     by_symbol = {p.symbol.name: p for p in positions}
-    watched = {s.name: s for s in symbols} | {p.symbol.name: p.symbol for p in positions}
-    for name in sorted(watched):
-        symbol = watched[name]
+    configured = {s.name: s for s in symbols} | {p.symbol.name: p.symbol for p in positions}
+    names = set(by_symbol) | set(exchange_positions)
+    if set(exchange_positions) - set(configured):
+        configured |= {s.name: s for s in Symbol.objects.filter(name__in=set(exchange_positions))}
+    settled = now - FRESH_EXIT
+    for name in sorted(names):
+        symbol = configured.get(name)
         position = by_symbol.get(name)
         on_exchange = exchange_positions.get(name)
+        if on_exchange is not None:
+            # The exchange is the truth: whatever the record says, its position needs both exits.
+            findings += _exit_findings(on_exchange, orders.get(name, []), position, symbol, now)
         if position is None:
             if on_exchange is not None:
                 findings.append(
@@ -229,26 +242,53 @@ def _position_findings(
                     )
                 )
             continue
-        if position.status != Position.Status.OPEN:
-            continue  # opening or closing right now: the order path is on it
+        young = position.opened_at > settled
         if on_exchange is None:
+            if young:
+                continue  # its entry may be in flight, or its close being recorded
             findings.append(
                 Finding(
                     key=f"sentinel.position_missing.{name}",
                     severity="warning",
-                    message=f"{name}: open here ({position.side} {position.quantity}) but flat "
-                    "on the exchange; the guard should record the close.",
+                    message=f"{name}: {position.status} here ({position.side} "
+                    f"{position.quantity}) but flat on the exchange; the guard should "
+                    + (
+                        "resolve the entry."
+                        if position.status == Position.Status.OPENING
+                        else "record the close."
+                    ),
                     symbol=symbol,
                 )
             )
             continue
-        findings += _exit_findings(position, orders.get(name, []), now=now)
+        if position.status != Position.Status.OPEN:
+            if not young:
+                findings.append(
+                    Finding(
+                        key=f"sentinel.status_contradicted.{name}",
+                        severity="critical",
+                        message=f"{name}: {position.status} here, but the exchange holds "
+                        f"{on_exchange.side} {on_exchange.quantity}.",
+                        symbol=symbol,
+                    )
+                )
+            continue
         findings += _drift_findings(rules, position, on_exchange)
     return findings
 
 
-def _exit_findings(position: Position, orders: list[ExchangeOrder], *, now: datetime) -> list:
-    closing_side = "SELL" if position.side == Position.Side.LONG else "BUY"
+def _exit_findings(
+    on_exchange: ExchangePosition,
+    orders: list[ExchangeOrder],
+    position: Position | None,
+    symbol: Symbol | None,
+    now: datetime,
+) -> list[Finding]:
+    """A missing exit of the side that closes what the exchange holds (exits of the other side,
+    left from before a flip, do not count). Our own exit placed within ``FRESH_EXIT`` may still
+    be hidden from the open-order lists, and is given that long."""
+    closing_side = "SELL" if on_exchange.side == Position.Side.LONG else "BUY"
+    name = on_exchange.symbol
     findings = []
     for kind in ("SL", "TP"):
         present = any(
@@ -257,20 +297,22 @@ def _exit_findings(position: Position, orders: list[ExchangeOrder], *, now: date
             and (o.close_position or o.reduce_only)
             for o in orders
         )
-        fresh = any(
+        fresh = position is not None and any(
             o.purpose == kind
-            and o.status in Order.ACTIVE_STATUSES
+            and o.side == closing_side
+            and o.status in IN_FLIGHT
             and o.created_at > now - FRESH_EXIT
             for o in position.orders.all()
         )
         if not present and not fresh:
+            status = position.status if position is not None else "no record here"
             findings.append(
                 Finding(
-                    key=f"sentinel.exit_missing.{position.symbol.name}.{kind}",
+                    key=f"sentinel.exit_missing.{name}.{kind}",
                     severity="critical",
-                    message=f"{position.symbol.name} {position.side}: no {KIND_NAMES[kind]} on "
+                    message=f"{name} {on_exchange.side} ({status}): no {KIND_NAMES[kind]} on "
                     "the exchange.",
-                    symbol=position.symbol,
+                    symbol=symbol,
                 )
             )
     return findings

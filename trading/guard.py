@@ -1,30 +1,42 @@
-"""The guard: every 5 s, every open position keeps its stop-loss and take-profit on the exchange.
+"""The guard: every 5 s, every position on the exchange keeps its stop-loss and take-profit.
 
-A pass reads the exchange with a fixed number of requests, whatever the number of positions
-(positions, open orders, open algo orders, and the balance when a position is open), and the
-database with a fixed number of queries; then it acts only where something is wrong:
+The exchange is the truth. A pass reads it with a fixed number of requests, whatever the number
+of positions (open orders and open algo orders at once, then positions, and the balance when a
+position is open), and the database with a fixed number of queries; then, for every non-zero
+position on the exchange whatever its record here says (OPENING, OPEN, CLOSING, none):
 
-- a missing stop-loss or take-profit is re-attached, at most once per debounce window per
-  symbol, and never again after a rejection retrying cannot fix, until the rules change or an
-  operator clears it in the admin;
+- a stop-loss and a take-profit that close the position the exchange holds (its side, not the
+  recorded one) must be on the exchange; a missing one is placed under a client id derived from
+  the position, so the order path and the guard placing it at the same moment send one order;
 - our own order placed moments ago may be missing from open-order queries (Binance has hidden
   new conditional orders for ~30 s): it is looked up by client id before anything is re-placed;
-- a position gone from the exchange is recorded closed with the exchange's exit price and PnL,
-  and its leftover orders are cancelled;
-- a position on the exchange with no record here is reported, adopted or closed (a rule);
-  our orders with no position are cancelled;
+- a refused placement is recomputed from the current mark and the rules and tried again next
+  pass; after ``CLOSE_AFTER_FAILED_PASSES`` failed passes, or when the mark is already through
+  the stop, the position is closed at market (reduce-only) and an alert says so;
+- a position recorded CLOSING that the exchange still holds goes back to OPEN (with an event
+  row), is protected, and its close is retried; an entry left OPENING is resolved from the
+  exchange by the order path's ``position_entry_resolve``;
+- a position gone from the exchange is recorded closed with the exchange's exit price and PnL;
+- a position with no record here is protected (default), reported or closed (a rule), with an
+  alert; our orders with no position are cancelled;
 - the post-trade risk check runs for each open position.
 
-It logs a gap once when found and once when fixed or given up, never a line per pass. Passes
-never overlap: a pass holds a lease, and a pass that finds it held skips and is counted.
+Protection never waits for a trade cycle's symbol lock: the lock guards the entry decision, and
+the deterministic exit ids make the guard and the order path unable to double-place an exit.
+The open-order reads come before the position read, so a stop that fires while the pass reads
+shows as a flat symbol (nothing placed), never as a position missing its stop; and nothing is
+said about a position younger than the pass's own snapshot.
+
+It logs a gap once when found and once when fixed, never a line per pass. Passes never overlap:
+a pass holds a lease, and a pass that finds it held skips and is counted.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -32,11 +44,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import transaction
-from django.db.models import F, Prefetch, Q
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Prefetch
 from django.utils import timezone
 
-from monitoring.models import MonitoringSettings, ProtectionState
+from monitoring.models import Lease, MonitoringSettings, ProtectionState
 from monitoring.selectors import monitoring_settings
 from monitoring.services import (
     alert_raise,
@@ -54,6 +67,7 @@ from trading.errors import ArenaError, OrderRejected, RateLimited, TemporaryErro
 from trading.exchange import ExchangeGateway, ExchangeOrder, ExchangePosition, exchange_gateway
 from trading.locks import SymbolBusy, symbol_lock
 from trading.models import Order, Position, Symbol, SymbolLock, TradeEvent
+from trading.retry import RetryPolicy
 from trading.rounding import ExitTooClose, exit_prices, round_price_down, round_price_up
 
 logger = logging.getLogger(__name__)
@@ -61,6 +75,10 @@ logger = logging.getLogger(__name__)
 LEASE_NAME = "guard"
 # The guard holds a symbol only for one re-attach: a few requests, retries included.
 LOCK_SECONDS = 60.0
+# An exit that cannot be placed in this many passes in a row: the position is closed instead.
+CLOSE_AFTER_FAILED_PASSES = 3
+# Longest one exchange call of a pass spends retrying temporary errors.
+GUARD_RETRY_SECONDS = 2.0
 SL = ProtectionState.Kind.STOP_LOSS
 TP = ProtectionState.Kind.TAKE_PROFIT
 UNKNOWN = ProtectionState.Kind.UNKNOWN_POSITION
@@ -68,9 +86,8 @@ KIND_NAMES = {SL: "stop-loss", TP: "take-profit"}
 STOP_TYPES = {SL: ("STOP_MARKET", "STOP"), TP: ("TAKE_PROFIT_MARKET", "TAKE_PROFIT")}
 # Binance: "Order would immediately trigger" - the price is already through the stop.
 WOULD_TRIGGER = -2021
-# Exchange statuses of an order that is still working, and of one whose stop has fired.
-WORKING = ("NEW", "PARTIALLY_FILLED")
-FIRED = ("TRIGGERED", "FINISHED", "FILLED")
+# Exchange statuses of an order that still protects (or is firing right now).
+WORKING = ("NEW", "PARTIALLY_FILLED", "TRIGGERING")
 
 
 class GuardPaused(ArenaError):
@@ -92,6 +109,7 @@ class GuardReport:
     adopted: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
     error: str = ""
 
     @property
@@ -114,6 +132,7 @@ class GuardReport:
             ("adopted", self.adopted),
             ("unknown", self.unknown),
             ("cancelled", self.cancelled),
+            ("failed", self.failed),
         ):
             if items:
                 parts.append(f"{label}: {', '.join(items)}")
@@ -128,6 +147,8 @@ class ExchangeSnapshot:
 
     positions: dict[str, ExchangePosition]
     orders: dict[str, list[ExchangeOrder]]
+    # When the position read was sent: a record younger than this may not be in the picture.
+    taken_at: datetime = field(default_factory=timezone.now)
 
 
 @dataclass
@@ -160,6 +181,7 @@ def guard_pass(*, gateway: ExchangeGateway | None = None) -> GuardReport:
     """Run one guard pass (skipped when the previous one still holds the lease)."""
     rules = monitoring_settings()
     owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    _lease_free_if_holder_dead()
     if not lease_claim(name=LEASE_NAME, owner=owner, seconds=rules.guard_lease_seconds):
         return GuardReport(skipped=True)
     report = GuardReport()
@@ -171,7 +193,13 @@ def guard_pass(*, gateway: ExchangeGateway | None = None) -> GuardReport:
         if paused_until is not None:
             # Rate-limited or banned: a request now would only lengthen the ban.
             raise GuardPaused(f"rate limited by the exchange until {paused_until:%H:%M:%S} UTC")
-        gateway = gateway or exchange_gateway()
+        # A short retry budget: the guard's retry is its next pass, and one exit retrying for
+        # twenty seconds would hold every other position of the pass back.
+        gateway = gateway or exchange_gateway(
+            retry_policy=RetryPolicy(
+                max_total_seconds=min(settings.EXCHANGE_RETRY_MAX_SECONDS, GUARD_RETRY_SECONDS)
+            )
+        )
         requests_before = gateway.request_count
         _guard_run(gateway=gateway, rules=rules, report=report)
     except RateLimited as exc:
@@ -217,6 +245,24 @@ def guard_pass(*, gateway: ExchangeGateway | None = None) -> GuardReport:
     return report
 
 
+def _lease_free_if_holder_dead() -> None:
+    """Free the lease of a pass killed on this host (its process is gone), so the restarted
+    guard protects at once instead of waiting out the lease (a minute by default)."""
+    owner = Lease.objects.filter(name=LEASE_NAME).values_list("owner", flat=True).first()
+    host, _, rest = (owner or "").partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname()[:30] or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        # Conditional on the owner we read: a pass that claimed it meanwhile keeps it.
+        if Lease.objects.filter(name=LEASE_NAME, owner=owner).update(owner="", expires_at=None):
+            logger.warning("[Guard] the previous pass (%s) died holding the lease: freed", owner)
+    except PermissionError:
+        return  # alive, another user's process
+
+
 def _guard_run(*, gateway: ExchangeGateway, rules: MonitoringSettings, report: GuardReport) -> None:
     snapshot = exchange_snapshot(gateway=gateway)
     book = guard_book_load()
@@ -224,33 +270,77 @@ def _guard_run(*, gateway: ExchangeGateway, rules: MonitoringSettings, report: G
     report.positions = len(snapshot.positions)
     recorded = {p.symbol.name for p in book.positions}
     for position in book.positions:
-        if position.symbol_id in book.busy_symbol_ids:
-            continue  # the order path is working on it right now; look again next pass
-        exchange_position = snapshot.positions.get(position.symbol.name)
-        if exchange_position is None:
-            _position_gone(ctx, position)
-        else:
-            _position_protect(ctx, position, exchange_position)
+        live = snapshot.positions.get(position.symbol.name)
+        try:
+            if live is None:
+                _position_flat(ctx, position)
+            else:
+                _position_live(ctx, position, live)
+        except ArenaError as exc:
+            # One symbol's failure (the exchange refusing a read, a lock) must not leave the
+            # other positions of this pass unchecked; this one is looked at again next pass.
+            logger.warning("[Guard] %s: %s: %s", position.symbol.name, type(exc).__name__, exc)
+            report.failed.append(f"{position.symbol.name}: {exc}")
     _unknown_positions(ctx, recorded)
     _orphan_orders_cancel(ctx, recorded)
     _post_trade_checks(ctx)
 
 
 def exchange_snapshot(*, gateway: ExchangeGateway) -> ExchangeSnapshot:
-    """Read every position and open order, all symbols at once (3 requests)."""
+    """Read every open order and position, all symbols at once (3 requests).
+
+    The two open-order reads go out together (a thread each), then the position read: the
+    picture spans one round trip, and a stop that fires in between leaves the symbol flat in
+    it rather than showing a position without its stop.
+    """
+    regular, conditional = _read_concurrently(
+        gateway,
+        [lambda g: g.fetch_open_orders(), lambda g: g.fetch_open_conditional_orders()],
+    )
+    taken_at = timezone.now()
     positions = {p.symbol: p for p in gateway.fetch_positions()}
     orders: dict[str, list[ExchangeOrder]] = defaultdict(list)
-    for order in [*gateway.fetch_open_orders(), *gateway.fetch_open_conditional_orders()]:
+    for order in [*regular, *conditional]:
         orders[order.symbol].append(order)
-    return ExchangeSnapshot(positions=positions, orders=dict(orders))
+    return ExchangeSnapshot(positions=positions, orders=dict(orders), taken_at=taken_at)
+
+
+def _read_concurrently(gateway: ExchangeGateway, reads: list) -> list:
+    """Run each read on a clone of ``gateway`` in its own thread; the clones' request counts
+    are added to ``gateway``'s. The first failure is raised once all have finished."""
+    clones = [gateway.clone() for _ in reads]
+    results: list = [None] * len(reads)
+
+    def run(index: int) -> None:
+        try:
+            results[index] = reads[index](clones[index])
+        except BaseException as exc:  # handed to the caller below
+            results[index] = exc
+        finally:
+            connection.close()  # this thread's own connection (request log rows)
+
+    threads = [
+        threading.Thread(target=run, args=(i,), name=f"guard-read-{i}") for i in range(len(reads))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for clone in clones:
+        gateway.request_count += clone.request_count
+        gateway.weight_used = max(gateway.weight_used, clone.weight_used)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
 
 
 def guard_book_load() -> GuardBook:
     """Read what the guard needs from the database in a fixed number of queries (5)."""
+    # Every exit order, not only the working ones: their count is the next exit's generation.
     exit_orders = Order.objects.filter(
-        purpose__in=[Order.Purpose.STOP_LOSS, Order.Purpose.TAKE_PROFIT],
-        status__in=Order.ACTIVE_STATUSES,
-    ).order_by("created_at")
+        purpose__in=[Order.Purpose.STOP_LOSS, Order.Purpose.TAKE_PROFIT]
+    ).order_by("created_at", "id")
     positions = list(
         Position.objects.filter(status__in=Position.OPEN_STATUSES)
         .select_related("symbol", "symbol__risk_profile")
@@ -272,126 +362,193 @@ def guard_book_load() -> GuardBook:
 
 
 # --- protection -----------------------------------------------------------------------------------
-def _position_protect(ctx: _Pass, position: Position, exchange_position: ExchangePosition) -> None:
-    if position.status == Position.Status.CLOSING:
-        return  # a close is on its way; a new stop would only be cancelled again
-    if position.status == Position.Status.OPENING:
-        if position.opened_at > ctx.now - ctx.debounce:
-            return  # the entry is seconds old: the order path is placing its exits itself
-        if exchange_position.side != position.side:
-            return  # not this entry's position: reconcile reports it for a person
+def _position_live(ctx: _Pass, position: Position, live: ExchangePosition) -> None:
+    """The exchange holds a position in this symbol: protect it first, whatever our record says,
+    then bring the record in line (without waiting for a symbol another worker holds)."""
+    done = [_exit_ensure(ctx, position, kind, live) for kind in (SL, TP)]
+    if CLOSED_INSTEAD in done:
+        return
+    if all(d == IN_PLACE for d in done):
+        _wrong_side_exits_cancel(ctx, live)
+    if position.status == Position.Status.OPENING and position.opened_at < ctx.snapshot.taken_at:
         # The entry's answer was lost (or its worker died) and it filled: the order path looks
-        # it up by client id, records the fill and places TP and SL; the next pass checks them.
+        # it up by client id and records the fill; its own exits find ours already stored.
         outcome = order_path.position_entry_resolve(
             position=position, gateway=ctx.gateway, actor="guard"
         )
-        logger.warning(
-            "[Guard] %s %s: entry left opening, resolved from the exchange: %s (%s)",
-            position.symbol.name,
-            position.side,
-            outcome.status,
-            outcome.reason,
+        if outcome.status != order_path.OpenOutcome.REFUSED:
+            logger.warning(
+                "[Guard] %s %s: entry left opening, resolved from the exchange: %s (%s)",
+                position.symbol.name,
+                position.side,
+                outcome.status,
+                outcome.reason,
+            )
+    elif position.status == Position.Status.CLOSING:
+        _closing_retry(ctx, position, live)
+
+
+def _wrong_side_exits_cancel(ctx: _Pass, live: ExchangePosition) -> None:
+    """Cancel our exits left from before a flip by hand: they close a side the exchange no
+    longer holds. Only once the right side is protected; an operator's own orders are theirs."""
+    opening_side = "BUY" if live.side == Position.Side.LONG else "SELL"
+    for order in ctx.snapshot.orders.get(live.symbol, ()):
+        if order.side != opening_side or not (order.close_position or order.reduce_only):
+            continue
+        if not order.client_order_id.startswith(order_path.CLIENT_ID_PREFIX):
+            continue
+        ctx.gateway.cancel_order(
+            symbol=live.symbol,
+            client_order_id=order.client_order_id,
+            conditional=order.is_conditional,
         )
-        return
-    for kind in (SL, TP):
-        _exit_ensure(ctx, position, kind, exchange_position)
+        Order.objects.filter(
+            client_order_id=order.client_order_id, status__in=Order.ACTIVE_STATUSES
+        ).update(status=Order.Status.CANCELED, updated_at=timezone.now())
+        ctx.report.cancelled.append(order.client_order_id)
+        logger.info(
+            "[Guard] %s: cancelled %s, an exit of the side the exchange no longer holds",
+            live.symbol,
+            order.client_order_id,
+        )
 
 
-def _exit_ensure(
-    ctx: _Pass, position: Position, kind: str, exchange_position: ExchangePosition
-) -> None:
-    if _exit_on_exchange(ctx, position, kind):
-        _gap_closed(ctx, position, kind)
-        return
-    state = ctx.book.states.get((position.symbol_id, kind))
-    if state is not None and state.position_id == position.id:
-        if state.next_attempt_at is not None and state.next_attempt_at > ctx.now:
-            return  # debounced: an attempt was made within the window
-        profile = _profile_for(ctx, position.symbol)
-        if state.gave_up_at is not None and state.rules_version == rules_version(
-            position=position, profile=profile
-        ):
-            return  # nothing changed since the exchange refused it: do not ask again
-    # Act under the symbol's lease, as the order path does, so a trade cycle placing its own
-    # exits at this moment and the guard never both place one.
+def _closing_retry(ctx: _Pass, position: Position, live: ExchangePosition) -> None:
+    """CLOSING here, still on the exchange: the close failed or was never sent. Back to OPEN
+    (with its event row) and the forced close tried again, unless a close is in flight now."""
     try:
         with symbol_lock(position.symbol_id, LOCK_SECONDS):
-            _exit_repair(ctx, position, kind, exchange_position)
+            if not _transition(
+                position,
+                old=Position.Status.CLOSING,
+                new=Position.Status.OPEN,
+                message=f"close did not complete: the exchange still holds {live.side} "
+                f"{live.quantity}; back to OPEN, protected, close retried",
+            ):
+                return
+            alert_raise(
+                key=f"guard.close_incomplete.{position.symbol.name}",
+                severity="critical",
+                message=f"{position} was recorded closing but the exchange still holds "
+                f"{live.side} {live.quantity}: protected by the guard, close retried.",
+                symbol=position.symbol,
+                repeat_seconds=ctx.rules.alert_repeat_seconds,
+            )
+            outcome = order_path.position_close(
+                position=position,
+                reason=Position.CloseReason.EMERGENCY,
+                forced_event=True,
+                gateway=ctx.gateway,
+                actor="guard",
+            )
     except SymbolBusy:
-        return  # the order path holds the symbol; look again next pass
+        return  # a close (or an entry) is being worked on right now; look again next pass
+    if outcome.ok:
+        ctx.report.closed.append(f"{position.symbol.name} close retried")
+    else:
+        logger.warning("[Guard] %s: retried close did not complete: %s", position, outcome)
 
 
-def _gap_closed(ctx: _Pass, position: Position, kind: str) -> None:
-    state = _state_for(ctx, position.symbol, kind, position)
-    if state is not None and state.gap_since is not None:
-        # Someone else (the order path, an operator) put it back.
-        logger.info("[Guard] %s %s in place again", position.symbol.name, KIND_NAMES[kind])
-        state.gap_since = None
-        state.save(update_fields=["gap_since", "updated_at"])
+def _transition(position: Position, *, old: str, new: str, message: str) -> bool:
+    """Move ``position`` from ``old`` to ``new`` with its event row; False if it was not ``old``."""
+    with transaction.atomic():
+        moved = Position.objects.filter(pk=position.pk, status=old).update(status=new)
+        if moved:
+            TradeEvent.objects.create(
+                symbol=position.symbol,
+                position=position,
+                kind=TradeEvent.Kind.PROTECTION,
+                message=f"{old} -> {new}: {message}"[:500],
+                actor="guard",
+            )
+    if moved:
+        position.status = new
+        logger.warning("[Guard] %s: %s -> %s: %s", position.symbol.name, old, new, message)
+    return bool(moved)
 
 
-def _exit_repair(
-    ctx: _Pass, position: Position, kind: str, exchange_position: ExchangePosition
-) -> None:
-    if _own_exit_pending(ctx, position, kind):
+# What _exit_ensure did.
+IN_PLACE, PLACED, PENDING, FAILED, CLOSED_INSTEAD = (
+    "in place",
+    "placed",
+    "pending",
+    "failed",
+    "closed",
+)
+
+
+def _exit_ensure(ctx: _Pass, position: Position, kind: str, live: ExchangePosition) -> str:
+    """Make sure one exit of the right side is on the exchange; return what was done."""
+    if _exit_on_exchange(ctx, live, kind):
         _gap_closed(ctx, position, kind)
-        return
-    state = _state_for(ctx, position.symbol, kind, position)
-    state = state or _state_create(position.symbol, kind, position)
-    profile = _profile_for(ctx, position.symbol)
-    version = rules_version(position=position, profile=profile)
-    label = f"{position.symbol.name} {position.side} {KIND_NAMES[kind]}"
-    if state.gave_up_at is not None:
-        if state.rules_version == version:
-            return  # nothing changed since the exchange refused it: do not ask again
-        logger.info("[Guard] %s: rules changed since giving up, trying again", label)
-        state.gave_up_at = None
-        state.next_attempt_at = None
-    if state.gap_since is None:
-        logger.warning("[Guard] %s missing on the exchange, re-attaching", label)
-        state.gap_since = ctx.now
-    state.save()
-    # Claim the attempt and push the next one past the debounce window before sending, so a
-    # crash or a hung request cannot turn into a second stop on the next pass.
-    claimed = (
-        ProtectionState.objects.filter(pk=state.pk)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=ctx.now))
-        .update(
-            last_attempt_at=ctx.now,
-            next_attempt_at=ctx.now + ctx.debounce,
-            attempts=F("attempts") + 1,
-        )
+        return IN_PLACE
+    working, unsent = _own_exit_lookup(ctx, position, kind, live)
+    if working:
+        _gap_closed(ctx, position, kind)
+        return IN_PLACE
+    state = _state_for(ctx, position.symbol, kind, position) or _state_create(
+        position.symbol, kind, position
     )
-    if not claimed:
-        return  # debounced: an attempt was made within the window
+    ctx.book.states[(position.symbol_id, kind)] = state
+    label = f"{position.symbol.name} {live.side} {KIND_NAMES[kind]}"
+    if state.gap_since is None:
+        logger.warning("[Guard] %s missing on the exchange, placing it", label)
+        state.gap_since = ctx.now
+        state.attempts = 0
+        state.gave_up_at = None
+        state.save()
+        # Said once per gap (and alert window): the order path placing it a moment later is
+        # caught by the pending check above, so this is a real gap, however short.
+        alert_raise(
+            key=f"guard.exit_missing.{position.symbol.name}.{kind}",
+            severity="warning",
+            message=f"{label} was missing on the exchange ({position.status} here): the guard "
+            "is placing it.",
+            symbol=position.symbol,
+            repeat_seconds=ctx.rules.alert_repeat_seconds,
+        )
     try:
+        # After a refused attempt the recorded price is not sent again: recomputed from the
+        # rules and the current filters, and checked against the current mark.
         price = _exit_price(
             position=position,
             kind=kind,
-            profile=profile,
-            exchange_entry=exchange_position.entry_price,
+            profile=_profile_for(ctx, position.symbol),
+            live=live,
+            recompute=state.attempts > 0,
         )
-        order = _exit_place(ctx, position, kind, price)
+        if kind == SL and _crossed(live, price):
+            return _close_unprotectable(
+                ctx,
+                position,
+                state,
+                label,
+                f"the mark {live.mark_price} is already through {price}",
+            )
+        if unsent is not None:
+            price = unsent.stop_price
+            order = order_path.exit_order_send(order=unsent, gateway=ctx.gateway)
+        else:
+            order = _exit_place(ctx, position, kind, price, live)
+    except order_path.ExitInFlight:
+        return PENDING  # stored by the order path a moment ago: it is being sent
     except OrderRejected as exc:
         if exc.code == WOULD_TRIGGER:
-            _exit_would_trigger(ctx, position, kind, state, exc)
-            return
-        _give_up(ctx, state, label, version, reason=f"{exc} ({exc.code})", code=exc.code)
-        return
-    except (ExitTooClose, NoExitPrice) as exc:
-        _give_up(ctx, state, label, version, reason=str(exc), code=None)
-        return
-    except TemporaryError as exc:
-        # Tried again after the debounce window; said once, not on every attempt.
-        if state.reason != str(exc)[:255]:
-            logger.warning("[Guard] %s: exchange unavailable, will retry: %s", label, exc)
-            ProtectionState.objects.filter(pk=state.pk).update(reason=str(exc)[:255])
-        return
+            return _close_unprotectable(ctx, position, state, label, f"{exc} ({exc.code})")
+        return _exit_failed(ctx, position, state, label, f"{exc} ({exc.code})", exc.code)
+    except (ExitTooClose, NoExitPrice, TemporaryError) as exc:
+        return _exit_failed(ctx, position, state, label, str(exc), None)
     ProtectionState.objects.filter(pk=state.pk).update(
-        gap_since=None, reason="", error_code=None, updated_at=timezone.now()
+        gap_since=None,
+        gave_up_at=None,
+        attempts=0,
+        reason="",
+        error_code=None,
+        updated_at=timezone.now(),
     )
+    state.gap_since = state.gave_up_at = None
     logger.info(
-        "[Guard] %s re-attached @ %s (%s)",
+        "[Guard] %s placed @ %s (%s)",
         label,
         _price_text(price, position.symbol),
         order.client_order_id,
@@ -399,49 +556,188 @@ def _exit_repair(
     ctx.report.reattached.append(
         f"{position.symbol.name} {kind} @ {_price_text(price, position.symbol)}"
     )
+    return PLACED
 
 
-def _exit_place(ctx: _Pass, position: Position, kind: str, price: Decimal) -> Order:
-    """Place the exit through the order path (client ids derived in one place), then record
-    the price it protects at."""
-    order = order_path.exit_order_place(
-        position=position, kind=kind, price=price, gateway=ctx.gateway
+def _crossed(live: ExchangePosition, stop: Decimal) -> bool:
+    """True when the mark is already at or through the stop (it would trigger at once)."""
+    if not live.mark_price:
+        return False
+    if live.side == Position.Side.LONG:
+        return live.mark_price <= stop
+    return live.mark_price >= stop
+
+
+def _exit_failed(
+    ctx: _Pass,
+    position: Position,
+    state: ProtectionState,
+    label: str,
+    reason: str,
+    code: int | None,
+) -> str:
+    """A failed pass for this exit: said loudly, tried again next pass from the current mark and
+    rules; after ``CLOSE_AFTER_FAILED_PASSES`` failed passes the position is closed instead."""
+    attempts = state.attempts + 1
+    ProtectionState.objects.filter(pk=state.pk).update(
+        attempts=attempts,
+        last_attempt_at=ctx.now,
+        reason=reason[:255],
+        error_code=code,
+        updated_at=timezone.now(),
     )
+    state.attempts = attempts
+    if attempts >= CLOSE_AFTER_FAILED_PASSES:
+        return _close_unprotectable(
+            ctx, position, state, label, f"{attempts} passes failed, the last: {reason}"
+        )
+    logger.warning(
+        "[Guard] %s not placed (pass %d), retried next pass: %s", label, attempts, reason
+    )
+    ctx.report.failed.append(f"{label}: {reason}")
+    alert_raise(
+        key=f"guard.exit_failed.{position.symbol.name}.{state.kind}",
+        severity="critical",
+        message=f"{label} could not be placed: {reason.rstrip('.')}. The position is "
+        f"unprotected; retried every pass, closed after {CLOSE_AFTER_FAILED_PASSES} failed "
+        "passes.",
+        symbol=position.symbol,
+        repeat_seconds=ctx.rules.alert_repeat_seconds,
+    )
+    return FAILED
+
+
+def _close_unprotectable(
+    ctx: _Pass, position: Position, state: ProtectionState, label: str, why: str
+) -> str:
+    """Close at market (reduce-only) a position the guard cannot protect, and say so."""
+    logger.error("[Guard] %s cannot be placed (%s): closing the position at market", label, why)
+    ProtectionState.objects.filter(pk=state.pk).update(gave_up_at=ctx.now, reason=why[:255])
+    outcome = _close_whatever_is_held(ctx, position, state.kind)
+    closed = outcome is not None and outcome.ok
+    alert_raise(
+        key=f"guard.unprotectable.{position.symbol.name}",
+        severity="critical",
+        message=f"{label} could not be placed ({why.rstrip('.')}): "
+        + (
+            "the position was closed at market."
+            if closed
+            else f"closing it failed ({outcome}); the guard tries again next pass."
+        ),
+        symbol=position.symbol,
+        repeat_seconds=ctx.rules.alert_repeat_seconds,
+    )
+    if closed:
+        ctx.report.closed.append(f"{position.symbol.name} (unprotectable: {why})"[:200])
+        ProtectionState.objects.filter(pk=state.pk).update(gap_since=None, attempts=0)
+    else:
+        ctx.report.failed.append(f"{label}: close failed: {outcome}")
+    return CLOSED_INSTEAD
+
+
+def _close_whatever_is_held(ctx: _Pass, position: Position, kind: str):
+    """Close what the exchange holds: through the record when it is OPEN and its symbol free,
+    else (OPENING, CLOSING, symbol locked) by flattening the symbol, without its lock."""
+    reason = Position.CloseReason.STOP_LOSS if kind == SL else Position.CloseReason.RISK
+    if position.status == Position.Status.CLOSING:
+        _transition(
+            position,
+            old=Position.Status.CLOSING,
+            new=Position.Status.OPEN,
+            message="still on the exchange and unprotectable: closing it again",
+        )
+    if (
+        position.status == Position.Status.OPEN
+        and position.symbol_id not in ctx.book.busy_symbol_ids
+    ):
+        return order_path.position_close(
+            position=position, reason=reason, forced_event=True, gateway=ctx.gateway, actor="guard"
+        )
+    # The symbol's lock is held (a cycle, or a worker that died holding it): the guard does not
+    # wait for it with a naked position; it closes what the exchange holds, reduce-only, and
+    # the next pass records the close from the fills.
+    try:
+        order_path.exchange_position_flatten(
+            symbol=position.symbol, gateway=ctx.gateway, actor="guard"
+        )
+    except ArenaError as exc:
+        return order_path.CloseOutcome(order_path.CloseOutcome.FAILED, str(exc), position=position)
+    return order_path.CloseOutcome(order_path.CloseOutcome.CLOSED, "flattened", position=position)
+
+
+def _gap_closed(ctx: _Pass, position: Position, kind: str) -> None:
+    state = _state_for(ctx, position.symbol, kind, position)
+    if state is not None and (
+        state.gap_since is not None or state.attempts or state.gave_up_at is not None
+    ):
+        if state.gap_since is not None:
+            # Someone else (the order path, an operator) put it back, or our order showed up.
+            logger.info("[Guard] %s %s in place again", position.symbol.name, KIND_NAMES[kind])
+        state.gap_since = state.gave_up_at = None
+        state.attempts = 0
+        state.save(update_fields=["gap_since", "gave_up_at", "attempts", "updated_at"])
+
+
+def _exit_place(
+    ctx: _Pass, position: Position, kind: str, price: Decimal, live: ExchangePosition
+) -> Order:
+    """Place the exit through the order path (its client id derived from the position and the
+    number of exits of this kind already seen), then record the price it protects at."""
+    generation = sum(1 for o in getattr(position, "exit_orders", ()) if o.purpose == kind)
+    order = order_path.exit_order_place(
+        position=position,
+        kind=kind,
+        price=price,
+        gateway=ctx.gateway,
+        side=live.side,
+        generation=generation,
+    )
+    position.exit_orders = [*getattr(position, "exit_orders", ()), order]
     field_name = "stop_loss_price" if kind == SL else "take_profit_price"
     with transaction.atomic():
-        Position.objects.filter(pk=position.pk).update(**{field_name: price})
-        setattr(position, field_name, price)
+        if live.side == position.side:
+            Position.objects.filter(pk=position.pk).update(**{field_name: price})
+            setattr(position, field_name, price)
         TradeEvent.objects.create(
             symbol=position.symbol,
             position=position,
             kind=TradeEvent.Kind.PROTECTION,
-            message=f"{KIND_NAMES[kind]} re-attached @ {price} ({order.client_order_id})",
+            message=f"{live.side} {KIND_NAMES[kind]} placed by the guard @ {price} "
+            f"({order.client_order_id})",
             actor="guard",
         )
     return order
 
 
-def _exit_on_exchange(ctx: _Pass, position: Position, kind: str) -> bool:
-    """True when an open order on the exchange closes this position at its stop or target."""
-    closing_side = "SELL" if position.side == Position.Side.LONG else "BUY"
+def _exit_on_exchange(ctx: _Pass, live: ExchangePosition, kind: str) -> bool:
+    """True when an open order on the exchange closes the position the exchange holds (its
+    side, whatever ours says) at a stop or target of this kind."""
+    closing_side = "SELL" if live.side == Position.Side.LONG else "BUY"
     return any(
         order.side == closing_side
         and order.order_type in STOP_TYPES[kind]
         and (order.close_position or order.reduce_only)
-        for order in ctx.snapshot.orders.get(position.symbol.name, ())
+        for order in ctx.snapshot.orders.get(live.symbol, ())
     )
 
 
-def _own_exit_pending(ctx: _Pass, position: Position, kind: str) -> bool:
-    """True when an exit order of ours may still show up: it is looked up by client id, since
-    open-order queries can hide a new conditional order for a while."""
+def _own_exit_lookup(
+    ctx: _Pass, position: Position, kind: str, live: ExchangePosition
+) -> tuple[bool, Order | None]:
+    """Our stored exits of this kind and side the lists did not show, looked up by client id
+    (open-order queries can hide a new conditional order for a while).
+
+    Returns (working, unsent): ``working`` when one of them is on the exchange; ``unsent``, the
+    newest one the exchange does not know (stored, being sent, or its answer lost): sending it
+    again under its own id cannot make a second order, so the guard does not wait for its
+    sender (which may be retrying for twenty seconds, or dead).
+    """
+    closing_side = "SELL" if live.side == Position.Side.LONG else "BUY"
+    unsent: Order | None = None
     for order in getattr(position, "exit_orders", ()):
-        if order.purpose != kind:
+        if order.purpose != kind or order.side != closing_side:
             continue
-        fresh = order.created_at > ctx.now - ctx.debounce
-        if order.status == Order.Status.INTENT:
-            if fresh:
-                return True  # stored and about to be sent by the order path
+        if order.status not in Order.ACTIVE_STATUSES:
             continue
         found = ctx.gateway.fetch_order(
             symbol=position.symbol.name,
@@ -449,17 +745,15 @@ def _own_exit_pending(ctx: _Pass, position: Position, kind: str) -> bool:
             conditional=order.is_conditional,
         )
         if found is None:
-            if fresh:
-                return True  # the send may still be on its way
-            _order_status_set(order, Order.Status.EXPIRED, note="not found on the exchange")
+            unsent = order
             continue
         if order.status != _order_status_of(found):
             order_path.order_refresh(order=order, found=found)
-        if found.status in WORKING or found.status in FIRED:
-            # Working but hidden from the lists, or fired (the position is closing; the next
-            # pass records the close): either way a second order must not be placed.
-            return True
-    return False
+        if found.status in WORKING:
+            return True, None  # working but hidden from the lists
+        # Fired, cancelled or expired: the snapshot still shows a position, so it is not
+        # protected by this order any more.
+    return False, unsent
 
 
 def _order_status_of(found: ExchangeOrder) -> str:
@@ -477,69 +771,46 @@ def _order_status_set(order: Order, status: str, *, note: str = "") -> None:
     order.status = status
 
 
-def _give_up(
-    ctx: _Pass, state: ProtectionState, label: str, version: str, *, reason: str, code: int | None
-) -> None:
-    ProtectionState.objects.filter(pk=state.pk).update(
-        gave_up_at=ctx.now,
-        # No debounce while given up: the rules changing is what allows the next attempt.
-        next_attempt_at=None,
-        reason=reason[:255],
-        error_code=code,
-        rules_version=version,
-        updated_at=timezone.now(),
-    )
-    logger.error(
-        "[Guard] %s refused, not retried until the rules change or it is cleared in the admin: %s",
-        label,
-        reason,
-    )
-    ctx.report.gave_up.append(label)
-    alert_raise(
-        key=f"guard.gave_up.{state.symbol.name}.{state.kind}",
-        severity="critical",
-        message=f"{label} could not be re-attached and is not retried until its rules change "
-        f"or it is cleared in the admin: {reason.rstrip('.')}. The position is unprotected.",
-        symbol=state.symbol,
-        repeat_seconds=ctx.rules.alert_repeat_seconds,
-    )
-
-
-def _exit_would_trigger(
-    ctx: _Pass, position: Position, kind: str, state: ProtectionState, exc: OrderRejected
-) -> None:
-    """The price is already through the stop or target: do what the order would have done."""
-    reason = Position.CloseReason.STOP_LOSS if kind == SL else Position.CloseReason.TAKE_PROFIT
-    label = f"{position.symbol.name} {position.side} {KIND_NAMES[kind]}"
-    logger.warning("[Guard] %s would trigger at once; closing the position at market", label)
-    outcome = order_path.position_close(
-        position=position, reason=reason, forced_event=True, gateway=ctx.gateway, actor="guard"
-    )
-    if outcome.ok:
-        ProtectionState.objects.filter(pk=state.pk).update(gap_since=None, reason=str(exc)[:255])
-        ctx.report.closed.append(f"{position.symbol.name} {reason} (would have triggered)")
-        return
-    alert_raise(
-        key=f"guard.would_trigger_close_failed.{position.symbol.name}",
-        severity="critical",
-        message=f"{label} would trigger at once, and closing {position} failed: {outcome}. "
-        "The position is unprotected.",
-        symbol=position.symbol,
-        repeat_seconds=ctx.rules.alert_repeat_seconds,
-    )
-
-
 # --- positions gone, unknown, orphan orders -------------------------------------------------------
-def _position_gone(ctx: _Pass, position: Position) -> None:
+def _position_flat(ctx: _Pass, position: Position) -> None:
+    """Recorded open, flat in the snapshot. Nothing is said about a record younger than the
+    snapshot (its entry may have filled after the position read), and the order path's services
+    check the exchange again before they record anything."""
+    if position.opened_at >= ctx.snapshot.taken_at:
+        return
+    if position.symbol_id in ctx.book.busy_symbol_ids:
+        # Flat, so nothing is naked: the record waits for the order path (or the lock's expiry)
+        # rather than the pass waiting for the lock, which would hold every other position back.
+        return
     if position.status == Position.Status.OPENING:
-        return  # the entry has not filled (yet): the order path's business
-    if position.status == Position.Status.CLOSING and position.opened_at > ctx.now - ctx.debounce:
-        return  # the order path is recording its own close right now
+        # Every stuck entry is resolved from the exchange by its client id: filled -> recorded
+        # (and protected), never reached it or unfilled -> FAILED and the symbol free again.
+        outcome = order_path.position_entry_resolve(
+            position=position, gateway=ctx.gateway, actor="guard"
+        )
+        if outcome.status != order_path.OpenOutcome.REFUSED:
+            logger.warning(
+                "[Guard] %s %s: entry left opening, resolved from the exchange: %s (%s)",
+                position.symbol.name,
+                position.side,
+                outcome.status,
+                outcome.reason,
+            )
+        return
     # The order path's service reads the fills (exit price, PnL, fees), works out what closed
     # it from which of our orders fired, cancels the position's remaining exits and logs the
     # "[Close] SL @ 99700.0 | PnL -3.30 USDT" line.
+    # Flattened by the guard itself (unprotectable, symbol locked): RISK, not a liquidation.
+    flattened = any(
+        state.position_id == position.id and state.gave_up_at is not None
+        for state in (ctx.book.states.get((position.symbol_id, kind)) for kind in (SL, TP))
+        if state is not None
+    )
     outcome = order_path.position_record_exchange_close(
-        position=position, gateway=ctx.gateway, actor="guard"
+        position=position,
+        gateway=ctx.gateway,
+        actor="guard",
+        reason=Position.CloseReason.RISK if flattened else None,
     )
     if outcome.status == order_path.CloseOutcome.CLOSED:
         closed = outcome.position or position
@@ -547,6 +818,10 @@ def _position_gone(ctx: _Pass, position: Position) -> None:
             f"{position.symbol.name} {closed.close_reason} @ {closed.exit_price} "
             f"PnL {closed.realized_pnl}"
         )
+        return
+    if outcome.status == order_path.CloseOutcome.REFUSED:
+        # Changed since the snapshot (recorded by someone else, or on the exchange again), or
+        # the order path holds the symbol: nothing is wrong yet; looked at again next pass.
         return
     # Tried again next pass; said once per alert window rather than every 5 s.
     alert_raise(
@@ -591,10 +866,15 @@ def _unknown_positions(ctx: _Pass, recorded: set[str]) -> None:
             key=f"guard.adopted.{symbol.name}",
             severity="warning",
             message=f"Adopted a position found on the exchange with no record here: "
-            f"{description}" + (" - closing it (rule)." if policy == "close" else "."),
+            f"{description}"
+            + (" - closing it (rule)." if policy == "close" else " - protecting it (rule)."),
             symbol=symbol,
             repeat_seconds=ctx.rules.alert_repeat_seconds,
         )
+        if policy != MonitoringSettings.UnknownPositionPolicy.CLOSE:
+            # Protected in this pass, not the next: it has been naked since it was opened.
+            _position_live(ctx, position, exchange_position)
+            continue
         if policy == MonitoringSettings.UnknownPositionPolicy.CLOSE:
             outcome = order_path.position_close(
                 position=position,
@@ -747,44 +1027,24 @@ class NoExitPrice(ValueError):
     """Neither a recorded price nor the rules give an exit price (no entry, no profile)."""
 
 
-def rules_version(*, position: Position, profile: RiskProfile | None) -> str:
-    """A fingerprint of everything that decides an exit's price and validity: the symbol's
-    filters, the exit rules and the position's recorded prices. A give-up under one version
-    is retried only under another."""
-    symbol = position.symbol
-    parts = [
-        symbol.tick_size,
-        symbol.price_precision,
-        symbol.step_size,
-        symbol.quantity_precision,
-        symbol.min_qty,
-        symbol.min_notional,
-        position.take_profit_price,
-        position.stop_loss_price,
-        position.entry_price,
-    ]
-    if profile is not None:
-        parts += [profile.pk, profile.take_profit_pct, profile.stop_loss_pct]
-    text = "|".join("" if p is None else _canonical(p) for p in parts)
-    return hashlib.sha1(text.encode()).hexdigest()
-
-
-def _canonical(value: object) -> str:
-    return f"{value.normalize():f}" if isinstance(value, Decimal) else str(value)
-
-
 def _exit_price(
-    *, position: Position, kind: str, profile: RiskProfile | None, exchange_entry: Decimal
+    *,
+    position: Position,
+    kind: str,
+    profile: RiskProfile | None,
+    live: ExchangePosition,
+    recompute: bool = False,
 ) -> Decimal:
-    """The recorded price, put on the current tick toward the entry; else from the rules and
-    the entry price (the exchange's when ours is unknown: an entry whose answer was lost)."""
+    """The recorded price, put on the current tick toward the entry; else (none recorded, the
+    exchange holds the other side, or ``recompute``) from the rules and the entry price."""
     filters = position.symbol.filters
     recorded = position.stop_loss_price if kind == SL else position.take_profit_price
-    if recorded:
+    if recorded and live.side == position.side and not (recompute and profile is not None):
         toward_entry_is_up = (kind == SL) == (position.side == Position.Side.LONG)
         rounder = round_price_up if toward_entry_is_up else round_price_down
         return rounder(recorded, filters)
-    entry_price = position.entry_price or exchange_entry or None
+    same_side = live.side == position.side
+    entry_price = (position.entry_price if same_side else None) or live.entry_price or None
     if entry_price is None or profile is None:
         raise NoExitPrice(
             f"no recorded {KIND_NAMES[kind]} price and no "
@@ -792,7 +1052,7 @@ def _exit_price(
             + " to compute it from"
         )
     take_profit, stop_loss = exit_prices(
-        side=position.side,
+        side=live.side,
         entry_price=entry_price,
         take_profit_pct=profile.take_profit_pct,
         stop_loss_pct=profile.stop_loss_pct,

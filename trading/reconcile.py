@@ -71,6 +71,7 @@ UNKNOWN_ORDER = "unknown order"
 MISMATCH = "position mismatch"
 UNRECORDED_ENTRY = "entry not recorded"
 EXIT_MISSING = "exit missing"
+STATUS_CONTRADICTED = "status contradicted"
 
 
 @dataclass
@@ -144,6 +145,7 @@ class _Comparison:
                     f"{live.side} {_plain(live.quantity)} @ {_plain(live.entry_price)} on the "
                     "exchange, no record here (the guard's unknown-position rule applies)",
                 )
+                self._exits(symbol, live, "no record here")
         self._orders_not_listed(open_ids)
         self._exchange_orders(recorded)
 
@@ -185,26 +187,34 @@ class _Comparison:
                 f"here {position.side} {_plain(position.quantity)}, exchange {live.side} "
                 f"{_plain(live.quantity)}",
             )
-        if position.status == Position.Status.OPEN:
-            closing = "SELL" if position.side == Position.Side.LONG else "BUY"
-            here = [o for o in self.exchange_orders if o.symbol == symbol and o.side == closing]
-            for kind, types in (
-                ("stop-loss", ("STOP_MARKET", "STOP")),
-                (
-                    "take-profit",
-                    (
-                        "TAKE_PROFIT_MARKET",
-                        "TAKE_PROFIT",
-                    ),
-                ),
-            ):
-                if not any(o.order_type in types for o in here):
-                    self._add(
-                        EXIT_MISSING,
-                        symbol,
-                        f"no {kind} on the exchange for position {position.id} (the guard "
-                        "re-attaches it)",
-                    )
+        if position.status == Position.Status.CLOSING and settled:
+            self._add(
+                STATUS_CONTRADICTED,
+                symbol,
+                f"position {position.id} is CLOSING here but the exchange still holds "
+                f"{live.side} {_plain(live.quantity)} (the guard reopens, protects and closes it)",
+            )
+        self._exits(symbol, live, f"position {position.id}")
+
+    def _exits(self, symbol: str, live: ExchangePosition, whose: str) -> None:
+        """Both exits of the side that closes what the exchange holds, whatever the record."""
+        closing = "SELL" if live.side == Position.Side.LONG else "BUY"
+        here = [
+            o
+            for o in self.exchange_orders
+            if o.symbol == symbol and o.side == closing and (o.close_position or o.reduce_only)
+        ]
+        for kind, types in (
+            ("stop-loss", ("STOP_MARKET", "STOP")),
+            ("take-profit", ("TAKE_PROFIT_MARKET", "TAKE_PROFIT")),
+        ):
+            if not any(o.order_type in types for o in here):
+                self._add(
+                    EXIT_MISSING,
+                    symbol,
+                    f"no {kind} closing the {live.side} on the exchange ({whose}; the guard "
+                    "places it)",
+                )
 
     def _lost_entry(self, position: Position) -> None:
         entries = list(

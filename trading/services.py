@@ -565,12 +565,20 @@ def _protect(*, position: Position, gateway: ExchangeGateway, profile, actor: st
     with transaction.atomic():
         position.take_profit_price, position.stop_loss_price = take_profit, stop_loss
         position.save(update_fields=["take_profit_price", "stop_loss_price"])
-        sl = _exit_intent_create(position=position, kind=Order.Purpose.STOP_LOSS, price=stop_loss)
-        tp = _exit_intent_create(
-            position=position, kind=Order.Purpose.TAKE_PROFIT, price=take_profit
-        )
-    results = _exits_send_concurrently(orders=[sl, tp], gateway=gateway)
-    sl_result, tp_result = results[sl.pk], results[tp.pk]
+    # The entry's own exits are generation 0, whoever sends them: one already stored under its
+    # deterministic id (the guard got there first, seeing the position on the exchange) is not
+    # sent twice; that one stands.
+    sl = _exit_intent_claim(
+        position=position, kind=Order.Purpose.STOP_LOSS, price=stop_loss, generation=0
+    )
+    tp = _exit_intent_claim(
+        position=position, kind=Order.Purpose.TAKE_PROFIT, price=take_profit, generation=0
+    )
+    results = _exits_send_concurrently(
+        orders=[o for o in (sl, tp) if o is not None], gateway=gateway
+    )
+    tp_result = results.get(tp.pk) if tp is not None else None
+    sl_result = results.get(sl.pk) if sl is not None else None
     if isinstance(tp_result, BaseException):
         message = f"take-profit of {position} not placed: {tp_result}; the guard re-attaches it"
         _alert(key=f"order_path.tp_missing.{symbol.name}", message=message, symbol=symbol)
@@ -578,16 +586,79 @@ def _protect(*, position: Position, gateway: ExchangeGateway, profile, actor: st
         _no_stop(position=position, gateway=gateway, why=str(sl_result), actor=actor)
 
 
-def _exit_intent_create(*, position: Position, kind: str, price: Decimal) -> Order:
-    return _order_intent_create(
-        position=position,
-        purpose=kind,
-        side=EXIT_SIDE[position.side],
-        order_type="STOP_MARKET" if kind == Order.Purpose.STOP_LOSS else "TAKE_PROFIT_MARKET",
-        stop_price=price,
-        close_position=True,
-        is_conditional=True,
+class ExitInFlight(Exception):
+    """This exit (same position, kind and generation) is already stored by another worker: it
+    is being sent or was sent; it is looked up, never sent a second time."""
+
+
+def exit_client_order_id(*, position: Position, kind: str, generation: int, side: str) -> str:
+    """The client order id of a position's ``generation``-th stop-loss or take-profit.
+
+    Derived from the position, not from a new row, so the order path and the guard placing the
+    same exit at the same moment compute the same id: one of them stores it (the id is unique)
+    and the exchange refuses a second send of it (-4116), which the gateway resolves by lookup.
+    The side is part of it because a position flipped by hand needs exits of the other side.
+    The opening time keeps ids unique across a rebuilt database whose primary keys restart.
+    """
+    stamp = _base36(int(position.opened_at.timestamp()))
+    return f"{CLIENT_ID_PREFIX}{position.pk}-{kind.lower()}{side[0].lower()}{generation}-{stamp}"[
+        :36
+    ]
+
+
+def _exit_intent_claim(
+    *,
+    position: Position,
+    kind: str,
+    price: Decimal,
+    side: str | None = None,
+    generation: int | None = None,
+) -> Order | None:
+    """The exit's intent, stored under its deterministic id; None when already stored."""
+    try:
+        return _exit_intent_create(
+            position=position, kind=kind, price=price, side=side, generation=generation
+        )
+    except ExitInFlight:
+        return None
+
+
+def _exit_intent_create(
+    *,
+    position: Position,
+    kind: str,
+    price: Decimal,
+    side: str | None = None,
+    generation: int | None = None,
+) -> Order:
+    """Store an exit intent closing a ``side`` (default: the position's side) position.
+
+    ``generation`` is how many exits of this kind the caller saw for the position; None counts
+    them now. Raises ``ExitInFlight`` when that generation is already stored.
+    """
+    side = side or position.side
+    if generation is None:
+        generation = Order.objects.filter(position=position, purpose=kind).count()
+    client_order_id = exit_client_order_id(
+        position=position, kind=kind, generation=generation, side=EXIT_SIDE[side]
     )
+    try:
+        with db_write_lock, transaction.atomic():
+            return Order.objects.create(
+                symbol=position.symbol,
+                position=position,
+                purpose=kind,
+                side=EXIT_SIDE[side],
+                order_type="STOP_MARKET"
+                if kind == Order.Purpose.STOP_LOSS
+                else "TAKE_PROFIT_MARKET",
+                stop_price=price,
+                close_position=True,
+                is_conditional=True,
+                client_order_id=client_order_id,
+            )
+    except IntegrityError as e:
+        raise ExitInFlight(f"{client_order_id} is already stored") from e
 
 
 def _exits_send_concurrently(
@@ -1511,20 +1582,41 @@ def exchange_position_flatten(
 
 
 def exit_order_place(
-    *, position: Position, kind: str, price: Decimal, gateway: ExchangeGateway
+    *,
+    position: Position,
+    kind: str,
+    price: Decimal,
+    gateway: ExchangeGateway,
+    side: str | None = None,
+    generation: int | None = None,
 ) -> Order:
-    """Place one stop-loss or take-profit for an open position: intent stored, sent, recorded.
+    """Place one stop-loss or take-profit closing the ``side`` position the exchange holds
+    (default: the recorded side): intent stored under its deterministic id, sent, recorded.
 
-    For the guard's re-attach. Raises ``OrderRejected`` (recorded as REJECTED) when the
-    exchange refuses it, and any other ``ArenaError`` after recording the order as UNKNOWN: the
-    answer may have been lost, so the next attempt looks it up by its client id first.
+    For the guard's re-attach. Raises ``ExitInFlight`` when this generation is already stored
+    (someone else is placing it), ``OrderRejected`` (recorded as REJECTED) when the exchange
+    refuses it, and any other ``ArenaError`` after recording the order as UNKNOWN: the answer
+    may have been lost, so the next attempt looks it up by its client id first.
     """
-    with transaction.atomic():
-        order = _exit_intent_create(position=position, kind=kind, price=price)
+    order = _exit_intent_create(
+        position=position, kind=kind, price=price, side=side, generation=generation
+    )
+    return exit_order_send(order=order, gateway=gateway)
+
+
+def exit_order_send(*, order: Order, gateway: ExchangeGateway) -> Order:
+    """Send a stored stop-loss or take-profit under its own client id, and record the answer.
+
+    Also for an exit stored earlier that the exchange does not know (its sender died, or gave
+    up on a lost answer): sent again under the same id, it cannot become a second order, since
+    the exchange refuses a duplicate id (-4116) and the gateway then looks the order up.
+    Raises like ``exit_order_place``.
+    """
+    kind, price = order.purpose, order.stop_price
     _order_mark_sent(order)
     try:
         answer = gateway.create_exit_order(
-            symbol=position.symbol.name,
+            symbol=order.symbol.name,
             side=order.side,
             kind=kind,
             stop_price=price,

@@ -160,13 +160,13 @@ def test_guard_pass_when_telegram_hangs_then_pass_returns_at_once_and_alert_sent
     report = guard()
     elapsed = time.monotonic() - started
     requests_during_pass = telegram.requests
-    alert = Alert.objects.get(key="guard.gave_up.BTCUSDT.SL")
+    alert = Alert.objects.get(key="guard.exit_failed.BTCUSDT.SL")
     pending = alert.delivery
     telegram.release()
     alert_deliver_task.apply(args=[alert.id])  # what the worker does with the queued task
 
     # Assert
-    assert report.gave_up == ["BTCUSDT LONG stop-loss"]
+    assert report.failed and "-1111" in report.failed[0]
     assert elapsed < 2
     assert requests_during_pass == 0
     assert pending == Alert.Delivery.PENDING

@@ -1,21 +1,20 @@
-"""The guard re-attaches a missing stop once, is quiet afterwards, and gives up on rejections
-that retrying cannot fix until the rules change."""
+"""The guard re-attaches a missing stop once and is quiet afterwards; a refused re-attach is
+recomputed and retried every pass, and a position it cannot protect within three passes is
+closed, with an alert: it never gives up and leaves a position naked."""
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-import time_machine
 from django.utils import timezone
 
-from monitoring.models import Alert, ProtectionState
-from monitoring.services import protection_clear
-from risk.services import rule_save
+from monitoring.models import Alert
 from tests.guard.conftest import app_log_lines, cancel_exit, open_algo_orders, open_long
-from trading.models import Order, Position, Symbol
+from trading.models import ExchangeRequest, Order, Position, Symbol, SymbolLock
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,68 +41,107 @@ def test_guard_pass_when_stop_loss_deleted_by_hand_then_one_reattached_and_quiet
     stops = [o for o in open_algo_orders(market, "BTCUSDT") if o["orderType"] == "STOP_MARKET"]
     assert [(Decimal(s["triggerPrice"]), s["side"]) for s in stops] == [(Decimal("99700"), "SELL")]
     assert any("stop-loss missing" in line for line in first_lines)
-    assert any("re-attached @ 99700.0" in line for line in first_lines)
+    assert any("placed @ 99700.0" in line for line in first_lines)
     assert all(not r.reattached and not r.error for r in later)
     assert app_log_lines(caplog) == []
     assert position.orders.filter(purpose="SL", status=Order.Status.OPEN).count() == 1
 
 
-def test_guard_pass_when_stop_rejected_for_precision_then_tried_once_until_rules_change(
-    market, btc, gateway, guard, caplog
+def test_guard_pass_when_stop_rejected_for_precision_then_recomputed_and_placed_next_pass(
+    market, btc, gateway, guard
 ):
     # Arrange: a wrong tick in the database priced the stop with too many decimals
     position = open_long(symbol=btc, gateway=gateway)
     Symbol.objects.filter(pk=btc.pk).update(tick_size=Decimal("0.0001"), price_precision=4)
     Position.objects.filter(pk=position.pk).update(stop_loss_price=Decimal("99700.0997"))
     cancel_exit(position=position, kind="SL", gateway=gateway)
-    accepted = market.stats()["orders_accepted"]
 
     # Act
-    with caplog.at_level(logging.INFO):
-        first = guard()
-    caplog.clear()
-    with caplog.at_level(logging.DEBUG), time_machine.travel(timezone.now()) as clock:
-        for _ in range(10):
-            clock.shift(timedelta(minutes=1))
-            guard()
-    quiet_lines = app_log_lines(caplog)
-    stats_while_given_up = market.stats()
-    state_while_given_up = ProtectionState.objects.get(symbol=btc, kind="SL")
-    fixed = Symbol.objects.get(pk=btc.pk)
-    fixed.tick_size, fixed.price_precision = Decimal("0.10"), 2
-    rule_save(instance=fixed, actor="trader")
-    after_fix = guard()
+    first = guard()
+    alerts_while_naked = list(Alert.objects.values_list("key", flat=True))
+    second = guard()
+    later = [guard() for _ in range(3)]
 
-    # Assert
-    assert first.gave_up == ["BTCUSDT LONG stop-loss"]
-    assert stats_while_given_up["rejections"].get("-1111") == 1
-    assert stats_while_given_up["orders_accepted"] == accepted
-    assert quiet_lines == []
-    assert state_while_given_up.error_code == -1111
-    assert state_while_given_up.attempts == 1
-    alert = Alert.objects.get(key="guard.gave_up.BTCUSDT.SL")
-    assert "-1111" in alert.message
-    assert after_fix.reattached == ["BTCUSDT SL @ 99700.1"]
+    # Assert: refused once, then priced again from the rules (entry 100000, SL 0.3 %) and placed
+    assert first.failed and "-1111" in first.failed[0]
+    assert "guard.exit_failed.BTCUSDT.SL" in alerts_while_naked
+    assert second.reattached == ["BTCUSDT SL @ 99700.0000"]
+    assert all(not r.reattached and not r.failed for r in later)
+    stops = [o for o in open_algo_orders(market, "BTCUSDT") if o["orderType"] == "STOP_MARKET"]
+    assert [Decimal(s["triggerPrice"]) for s in stops] == [Decimal("99700")]
     assert market.stats()["rejections"].get("-1111") == 1
-    assert ProtectionState.objects.get(symbol=btc, kind="SL").gave_up_at is None
+    assert Position.objects.get(pk=position.pk).status == Position.Status.OPEN
 
 
-def test_guard_pass_when_operator_clears_give_up_then_tried_again_once(market, btc, gateway, guard):
-    # Arrange: given up on a stop the exchange refuses; the rules stay as they are
+@pytest.mark.parametrize(
+    ("code", "msg"),
+    [
+        (-4014, "Price not increased by tick size."),
+        (
+            -4130,
+            "An open stop or take profit order with GTE and closePosition in the direction is "
+            "existing.",
+        ),
+    ],
+)
+def test_guard_pass_when_reattach_refused_three_passes_then_position_closed_and_alerted(
+    market, btc, gateway, guard, code, msg
+):
+    # Arrange: the exchange refuses every stop for this symbol (a hand-moved stop, a tick change)
     position = open_long(symbol=btc, gateway=gateway)
-    Symbol.objects.filter(pk=btc.pk).update(tick_size=Decimal("0.0001"), price_precision=4)
-    Position.objects.filter(pk=position.pk).update(stop_loss_price=Decimal("99700.0997"))
     cancel_exit(position=position, kind="SL", gateway=gateway)
-    guard()
-    assert guard().gave_up == []
-    state = ProtectionState.objects.get(symbol=btc, kind="SL")
+    market.faults(
+        kind="error",
+        method="POST",
+        path="/fapi/v1/algoOrder",
+        count=50,
+        status=400,
+        code=code,
+        msg=msg,
+    )
 
     # Act
-    protection_clear(state_ids=[state.pk], actor="trader")
-    retried = guard()
-    after = [guard() for _ in range(3)]
+    reports = [guard() for _ in range(3)]
+    market.clear_faults()
+    after = guard()
 
-    # Assert
-    assert retried.gave_up == ["BTCUSDT LONG stop-loss"]
-    assert all(r.gave_up == [] for r in after)
-    assert market.stats()["rejections"].get("-1111") == 2
+    # Assert: retried each pass (never given up on), then closed at market; flat, no order left
+    assert [bool(r.failed) for r in reports[:2]] == [True, True]
+    assert reports[2].closed, reports[2].summary()
+    assert not market.positions()
+    assert open_algo_orders(market, "BTCUSDT") == []
+    refused = ExchangeRequest.objects.filter(action="create_exit_order", error_code=code)
+    assert refused.count() == 3
+    position.refresh_from_db()
+    assert position.status == Position.Status.CLOSED
+    alert = Alert.objects.get(key="guard.unprotectable.BTCUSDT")
+    assert "closed at market" in alert.message
+    assert not after.reattached and not after.failed and not after.error
+
+
+def test_guard_pass_when_stop_crossed_and_symbol_locked_then_flattened_without_waiting(
+    market, btc, gateway, guard
+):
+    # Arrange: the stop is gone, the mark is already through it, and a cycle holds the lock
+    position = open_long(symbol=btc, gateway=gateway)
+    cancel_exit(position=position, kind="SL", gateway=gateway)
+    market.set_price("BTCUSDT", "99650")
+    SymbolLock.objects.filter(symbol=btc).update(
+        owner="another-worker", expires_at=timezone.now() + timedelta(seconds=120)
+    )
+
+    # Act
+    started = time.monotonic()
+    report = guard()
+    elapsed = time.monotonic() - started
+    SymbolLock.objects.filter(symbol=btc).update(owner="", expires_at=None)
+    after = guard()
+
+    # Assert: flat at once, not after the lock; then recorded as a risk close, with an alert
+    assert elapsed < 5, elapsed
+    assert report.closed, report.summary()
+    assert market.positions() == []
+    assert "closed at market" in Alert.objects.get(key="guard.unprotectable.BTCUSDT").message
+    assert after.closed, after.summary()
+    position.refresh_from_db()
+    assert position.status == Position.Status.CLOSED and position.close_reason == "RISK"

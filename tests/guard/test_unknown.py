@@ -26,6 +26,11 @@ def hand_opened(market, gateway) -> None:
 
 
 def test_guard_pass_when_unknown_position_and_policy_report_then_alerted_once(hand_opened, guard):
+    # Arrange
+    MonitoringSettings.objects.update_or_create(
+        id=1, defaults={"unknown_position_policy": "report"}
+    )
+
     # Act
     reports = [guard() for _ in range(3)]
 
@@ -35,11 +40,11 @@ def test_guard_pass_when_unknown_position_and_policy_report_then_alerted_once(ha
     assert not Position.objects.exists()
 
 
-def test_guard_pass_when_unknown_position_and_policy_adopt_then_recorded_and_protected(
+def test_guard_pass_when_unknown_position_and_default_policy_then_protected_in_same_pass(
     hand_opened, market, guard
 ):
-    # Arrange
-    MonitoringSettings.objects.update_or_create(id=1, defaults={"unknown_position_policy": "adopt"})
+    # Arrange: the shipped rule, untouched
+    assert MonitoringSettings.load().unknown_position_policy == "adopt"
 
     # Act
     first = guard()
@@ -48,9 +53,47 @@ def test_guard_pass_when_unknown_position_and_policy_adopt_then_recorded_and_pro
     # Assert
     position = Position.objects.get()
     assert first.adopted and position.adopted and position.status == "OPEN"
-    assert sorted(second.reattached) == ["BTCUSDT SL @ 99700.0", "BTCUSDT TP @ 100500.0"]
+    assert sorted(first.reattached) == ["BTCUSDT SL @ 99700.0", "BTCUSDT TP @ 100500.0"]
+    assert not second.reattached and not second.adopted
     types = sorted(o["orderType"] for o in open_algo_orders(market, "BTCUSDT"))
     assert types == ["STOP_MARKET", "TAKE_PROFIT_MARKET"]
+    assert "protecting it" in Alert.objects.get(key="guard.adopted.BTCUSDT").message
+
+
+def test_guard_pass_when_position_flipped_by_hand_then_old_side_exits_do_not_count(
+    market, gateway, guard
+):
+    # Arrange: our LONG with its SELL exits; by hand, 0.022 sold: the exchange holds a SHORT
+    from tests.guard.conftest import open_long
+    from trading.models import Symbol
+
+    position = open_long(symbol=Symbol.objects.get(name="BTCUSDT"), gateway=gateway)
+    gateway.create_market_order(
+        symbol="BTCUSDT",
+        side="SELL",
+        quantity=Decimal("0.022"),
+        client_order_id="by-hand-flip",
+        reduce_only=False,
+    )
+
+    # Act
+    report = guard()
+    after = guard()
+
+    # Assert: BUY exits priced from the SHORT's entry (100000: SL 100300, TP 99500) now close it;
+    # once they are in place, the old SELL exits are cancelled
+    buys = sorted(
+        (o["orderType"], Decimal(o["triggerPrice"]))
+        for o in open_algo_orders(market, "BTCUSDT")
+        if o["side"] == "BUY"
+    )
+    assert buys == [("STOP_MARKET", Decimal("100300")), ("TAKE_PROFIT_MARKET", Decimal("99500"))]
+    assert sorted(report.reattached) == ["BTCUSDT SL @ 100300.0", "BTCUSDT TP @ 99500.0"]
+    assert len(after.cancelled) == 2 and not after.reattached
+    assert {o["side"] for o in open_algo_orders(market, "BTCUSDT")} == {"BUY"}
+    assert (
+        Position.objects.get(pk=position.pk).side == "LONG"
+    )  # the record is reported, not rewritten
 
 
 def test_guard_pass_when_unknown_position_and_policy_close_then_closed(hand_opened, market, guard):

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+import time_machine
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -144,3 +145,44 @@ def test_sentinel_pass_when_weight_budget_spent_then_rate_limit_warning_not_unre
     # Assert
     assert [f.key for f in report.findings] == ["sentinel.exchange_rate_limited"]
     assert Alert.objects.get(key="sentinel.exchange_rate_limited").severity == "warning"
+
+
+def test_sentinel_pass_when_closing_record_and_position_still_held_then_contradiction_reported(
+    btc_long,
+):
+    # Arrange: recorded CLOSING (a close that never went through); the exchange still holds it
+    Position.objects.filter(pk=btc_long.pk).update(status=Position.Status.CLOSING)
+
+    # Act: two minutes later, past the grace for a close in flight
+    with time_machine.travel(timezone.now() + timedelta(minutes=2)):
+        _fresh_guard_heartbeat()
+        report = sentinel_pass(gateway=fast_gateway())
+
+    # Assert
+    keys = {f.key for f in report.findings}
+    assert keys == {"sentinel.status_contradicted.BTCUSDT"}
+
+
+def test_sentinel_pass_when_position_flipped_by_hand_then_old_side_exits_do_not_count(
+    btc_long,
+):
+    # Arrange: flipped by hand to a SHORT; our SELL exits remain and close nothing
+    fast_gateway().create_market_order(
+        symbol="BTCUSDT",
+        side="SELL",
+        quantity=Decimal("0.022"),
+        client_order_id="by-hand-flip",
+        reduce_only=False,
+    )
+    _fresh_guard_heartbeat()
+
+    # Act
+    report = sentinel_pass(gateway=fast_gateway())
+
+    # Assert: the SHORT has no BUY exits; the record contradicts the exchange
+    keys = {f.key for f in report.findings}
+    assert {
+        "sentinel.exit_missing.BTCUSDT.SL",
+        "sentinel.exit_missing.BTCUSDT.TP",
+        "sentinel.position_mismatch.BTCUSDT",
+    } <= keys

@@ -1,16 +1,27 @@
-"""``python manage.py guard [--once]``: the guard pass, once or every 5 s until Ctrl-C."""
+"""``python manage.py guard [--once] [--quiet]``: the guard pass, once or every 5 s until Ctrl-C.
+
+Run as a process of its own (Procfile ``guard``, ``make run``), the guard never waits behind a
+trade cycle for a worker slot and keeps running while the broker is down.
+"""
 
 from __future__ import annotations
 
+import time
+
 from django.core.management.base import BaseCommand, CommandParser
+from django.db import close_old_connections
 
 from monitoring.loop import run_every
+
+# A failed pass is tried again this many times, this long apart, before the next interval.
+RETRIES_AFTER_FAILED_PASS = 2
+RETRY_PAUSE_SECONDS = 1.0
 
 
 class Command(BaseCommand):
     help = (
-        "Run the guard: every open position keeps its stop-loss and take-profit, closes are "
-        "recorded. Once with --once, else every --interval seconds until Ctrl-C."
+        "Run the guard: every position on the exchange keeps its stop-loss and take-profit, "
+        "closes are recorded. Once with --once, else every --interval seconds until Ctrl-C."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -18,13 +29,36 @@ class Command(BaseCommand):
         parser.add_argument(
             "--interval", type=float, default=5.0, help="Seconds between passes (default 5)."
         )
-
-    def handle(self, *args: object, once: bool, interval: float, **options: object) -> None:
-        from trading.guard import guard_pass
-
-        run_every(
-            seconds=interval,
-            once=once,
-            run=lambda: guard_pass().summary(),
-            write=self.stdout.write,
+        parser.add_argument(
+            "--quiet",
+            action="store_true",
+            help="Print a pass's summary only when it acted or failed (its log lines still go "
+            "out), not every 5 s.",
         )
+
+    def handle(
+        self, *args: object, once: bool, interval: float, quiet: bool, **options: object
+    ) -> None:
+        def one_pass() -> str:
+            from trading.guard import guard_pass
+
+            # A long-lived process: a connection the database dropped is replaced, not reused.
+            close_old_connections()
+            report = guard_pass()
+            for _ in range(RETRIES_AFTER_FAILED_PASS):
+                if not report.error or report.error.startswith(("RateLimited", "GuardPaused")):
+                    break
+                # The exchange failed this pass (a burst of 503s on a read, say): a position
+                # may be naked right now, so try again in a second, not a whole interval.
+                time.sleep(RETRY_PAUSE_SECONDS)
+                close_old_connections()
+                report = guard_pass()
+            if quiet and not (report.actions or report.failed or report.error):
+                return ""
+            return report.summary()
+
+        run_every(seconds=interval, once=once, run=one_pass, write=self._write)
+
+    def _write(self, line: str) -> None:
+        if line:
+            self.stdout.write(line)
