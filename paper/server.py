@@ -207,6 +207,7 @@ class PaperApp:
                 lambda r: e.cancel_all_algos(r.params), fixed(1)
             ),
             ("GET", v1 + "userTrades"): Route(lambda r: e.user_trades(r.params), fixed(5)),
+            ("GET", v1 + "income"): Route(lambda r: e.income(r.params), fixed(30)),
         }
 
     def _exchange_info(self, r: Request) -> dict[str, Any]:
