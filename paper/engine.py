@@ -15,8 +15,9 @@ from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from paper import rules
+from paper import funding, rules
 from paper.errors import BinanceError, reject
+from paper.funding import FundingEvent
 from paper.params import Params
 from paper.records import (
     INCOME_TYPES,
@@ -69,6 +70,9 @@ class Engine:
         self.slippage = slippage
         self.start_prices = {**DEFAULT_PRICES, **(prices or {})}
         self.listeners: list[Callable[[str, Decimal], None]] = []
+        # Funding falls due on the exchange clock's 8-hour boundaries, unless a replay feed
+        # settles it on its own (market) time and turns this off.
+        self.funding_by_clock = True
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -96,6 +100,23 @@ class Engine:
             self.update_time = 0
             # Exchange time runs ahead of the clock by this much once the control API advanced it.
             self.time_offset_ms = 0
+            self._reset_funding()
+
+    def _reset_funding(self) -> None:
+        now = self.now()
+        self.funding_rates: dict[str, Decimal] = dict.fromkeys(symbols(), funding.DEFAULT_RATE)
+        self.funding_settled_at = funding.boundary_at_or_before(now)
+        self.funding_history: list[FundingEvent] = [
+            FundingEvent(
+                symbol=name,
+                rate=funding.DEFAULT_RATE,
+                time=self.funding_settled_at - back * funding.FUNDING_INTERVAL_MS,
+                mark_price=self.mark[name],
+            )
+            for back in range(funding.PUBLISHED_BEFORE_START - 1, -1, -1)
+            for name in symbols()
+            if name in self.mark
+        ]
 
     def to_state(self) -> dict[str, Any]:
         """Return everything a restart must keep, JSON-serialisable."""
@@ -112,6 +133,9 @@ class Engine:
                 "incomes": [dump(i) for i in self.incomes],
                 "orders_accepted": self.orders_accepted,
                 "time_offset_ms": self.time_offset_ms,
+                "funding_rates": {k: str(v) for k, v in self.funding_rates.items()},
+                "funding_settled_at": self.funding_settled_at,
+                "funding_history": [dump(f) for f in self.funding_history],
             }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -135,6 +159,12 @@ class Engine:
             self.trade_ids = itertools.count(max((t.trade_id for t in self.trades), default=0) + 1)
             self.orders_accepted = int(state.get("orders_accepted", 0))
             self.time_offset_ms = int(state.get("time_offset_ms", 0))
+            if "funding_history" in state:
+                self.funding_rates.update(
+                    {k: Decimal(v) for k, v in state["funding_rates"].items() if k in symbols()}
+                )
+                self.funding_settled_at = int(state["funding_settled_at"])
+                self.funding_history = [load(FundingEvent, f) for f in state["funding_history"]]
 
     def now(self) -> int:
         """Exchange time in ms: the clock plus whatever :meth:`advance_time` added."""
@@ -146,6 +176,65 @@ class Engine:
             raise ValueError("exchange time only moves forward")
         with self.lock:
             self.time_offset_ms += ms
+            self.catch_up()
+
+    # ------------------------------------------------------------------ funding
+    def catch_up(self) -> None:
+        """Settle every funding time the exchange clock has passed (clock-driven funding only)."""
+        if not self.funding_by_clock:
+            return
+        with self.lock:
+            for at in funding.due_between(self.funding_settled_at, self.now()):
+                self.settle_funding(at)
+
+    def next_funding_time(self) -> int:
+        return funding.next_boundary(max(self.funding_settled_at, self.now()))
+
+    def set_funding_rate(self, symbol: str, rate: Decimal) -> None:
+        """Publish ``rate`` for the next settlements of ``symbol``."""
+        self._sym(symbol)
+        with self.lock:
+            self.funding_rates[symbol] = rate
+
+    def settle_funding(self, at: int) -> None:
+        """Publish every symbol's rate at ``at`` and charge it to the open positions."""
+        with self.lock:
+            self.funding_settled_at = max(self.funding_settled_at, at)
+            for name, rate in self.funding_rates.items():
+                mark = self.mark.get(name)
+                if mark is None:
+                    continue
+                self.funding_history.append(
+                    FundingEvent(symbol=name, rate=rate, time=at, mark_price=mark)
+                )
+                pos = self.positions[name]
+                if not pos.amount:
+                    continue
+                # Longs pay shorts when the rate is positive.
+                booked = self._book("FUNDING_FEE", -pos.amount * mark * rate, symbol=name)
+                if self._is_isolated(name):
+                    pos.isolated_wallet += booked
+            self._check_liquidations()
+
+    def funding_rate_history(self, p: Params) -> list[dict[str, Any]]:
+        """``GET /fapi/v1/fundingRate``: oldest first; without a window the latest ``limit``."""
+        with self.lock:
+            self.catch_up()
+            sym = p.symbol(required=False)
+            start = p.integer("startTime")
+            end = p.integer("endTime")
+            limit = p.integer("limit", 100) or 100
+            if not 1 <= limit <= 1000:
+                raise reject(-1130, "limit")
+            rows = [
+                f
+                for f in self.funding_history
+                if (sym is None or f.symbol == sym.name)
+                and (start is None or f.time >= start)
+                and (end is None or f.time <= end)
+            ]
+            rows = rows[:limit] if start is not None else rows[-limit:]
+            return [f.to_binance(symbols()[f.symbol]) for f in rows]
 
     # ------------------------------------------------------------------ control
     def set_balance(self, asset: str, amount: Decimal) -> None:
