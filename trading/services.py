@@ -175,10 +175,13 @@ def _open_locked(
         risk_pct=profile.risk_pct,
         max_risk_usd=profile.max_risk_usd,
         filters=symbol.filters,
+        slippage_pct=profile.entry_slippage_pct,
     )
     if not sizing.ok:
         return _refuse(symbol=symbol, side=side, reason=sizing.refusal or "", actor=actor)
-    margin = position_margin(quantity=sizing.quantity, entry_price=price, leverage=profile.leverage)
+    margin = position_margin(
+        quantity=sizing.quantity, entry_price=sizing.fill_price, leverage=profile.leverage
+    )
     denial = check_free_margin(available=balance.available, margin=margin)
     if denial:
         return _refuse(symbol=symbol, side=side, reason=denial, actor=actor)
