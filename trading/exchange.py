@@ -197,6 +197,12 @@ class ExchangeGateway:
     market order a triggered conditional order became. While the exchange has asked us to wait
     (429/418 Retry-After, recorded in ``ExchangeRequest.retry_until``) no request is sent: calls
     raise ``RateLimited`` at once.
+
+    Added by the books: ``fetch_order_fills(*, symbol, order_id) -> list[Fill]`` (1 request,
+    userTrades by order id), ``fetch_orders_from(*, symbol, order_id) -> list[ExchangeOrder]``
+    (1 request, allOrders from an order id on, the exchange's own liquidation orders included),
+    ``fetch_income(*, start, end, symbol=None, income_type=None) -> list[IncomeEntry]`` (1
+    request per 1,000 entries). ``Fill`` carries the trade id, commission asset and maker flag.
     """
 
     # ------------------------------------------------------------------ construction
