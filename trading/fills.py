@@ -460,8 +460,11 @@ def positions_books_complete(*, gateway: ExchangeGateway, actor: str = "guard") 
     Returns the positions completed."""
     completed = []
     for position in Position.objects.filter(awaiting_fills=True).select_related("symbol"):
-        books = position_books_read(position=position, gateway=gateway)
-        if books is None:
+        try:
+            books = position_fills_collect(position=position, gateway=gateway)
+        except FillsUnreadable as e:
+            # Said once at the close and alerted by reconcile; not a line every guard pass.
+            logger.debug("%s; tried again later", e)
             continue
         if position_books_apply(position=position, books=books, actor=actor):
             completed.append(position)
