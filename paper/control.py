@@ -16,6 +16,10 @@ DELETE   /paper/v1/faults        clear every fault; hidden algo orders become vi
 GET      /paper/v1/faults        the pending faults
 POST     /paper/v1/config        ``{"weight_limit_1m": n, "orders_10s": n, "orders_1m": n,
                                  "ban_after": n, "ban_seconds": n, "slippage": "0.001"}``
+POST     /paper/v1/funding       ``{"symbol": "BTCUSDT", "rate": "-0.0003"}``: the rate
+                                 published (and charged) at the next funding times
+POST     /paper/v1/advance       ``{"seconds": 28800}``: exchange time moves forward (order,
+                                 trade and income times; funding falls due on the way)
 GET      /paper/v1/positions     non-flat positions (positionRisk v2 rows)
 GET      /paper/v1/open_orders   ``{"orders": [...], "algo_orders": [...]}``, hidden ones too
 =======  ======================  ==============================================================
@@ -85,6 +89,23 @@ def handle_control(app: PaperApp, method: str, path: str, data: dict[str, Any]) 
         if "slippage" in data:
             engine.slippage = Decimal(str(data["slippage"]))
         return 200, {"config": data}
+    if (method, name) == ("POST", "funding"):
+        symbol = str(data["symbol"])
+        if symbol not in symbols():
+            return 400, {"error": f"unknown symbol {symbol}"}
+        rate = Decimal(str(data["rate"]))
+        if not rate.is_finite() or abs(rate) > 1:
+            return 400, {"error": "rate must be a finite number between -1 and 1"}
+        engine.set_funding_rate(symbol, rate)
+        app.on_mutation()
+        return 200, {"symbol": symbol, "rate": str(rate)}
+    if (method, name) == ("POST", "advance"):
+        seconds = Decimal(str(data["seconds"]))
+        if not seconds.is_finite() or seconds < 0:
+            return 400, {"error": "seconds must be a finite number, zero or more"}
+        engine.advance_time(int(seconds * 1000))
+        app.on_mutation()
+        return 200, {"time": engine.now()}
     if (method, name) == ("GET", "positions"):
         return 200, engine.debug_positions()
     if (method, name) == ("GET", "open_orders"):

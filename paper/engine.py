@@ -12,15 +12,19 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from paper import rules
+from paper import funding, rules
 from paper.errors import BinanceError, reject
+from paper.funding import FundingEvent
 from paper.params import Params
 from paper.records import (
+    INCOME_TYPES,
+    WALLET_STEP,
     ZERO,
     AlgoOrder,
+    Income,
     Order,
     Position,
     SymbolSettings,
@@ -44,6 +48,7 @@ CONDITIONAL_TYPES = (
 TIME_IN_FORCE = ("GTC", "IOC", "FOK", "GTX", "GTD")
 # Algo ids live far above order ids, as on Binance, so one can never be mistaken for the other.
 FIRST_ALGO_ID = 1_000_000_000_000
+WEEK_MS = 7 * 24 * 3600 * 1000
 
 
 def wall_ms() -> int:
@@ -65,6 +70,9 @@ class Engine:
         self.slippage = slippage
         self.start_prices = {**DEFAULT_PRICES, **(prices or {})}
         self.listeners: list[Callable[[str, Decimal], None]] = []
+        # Funding falls due on the exchange clock's 8-hour boundaries, unless a replay feed
+        # settles it on its own (market) time and turns this off.
+        self.funding_by_clock = True
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -82,12 +90,33 @@ class Engine:
             self.orders: dict[int, Order] = {}
             self.algos: dict[int, AlgoOrder] = {}
             self.trades: list[Trade] = []
+            self.incomes: list[Income] = []
+            self.tran_ids = itertools.count(1)
             self.order_ids = itertools.count(1)
             self.algo_ids = itertools.count(FIRST_ALGO_ID)
             self.trade_ids = itertools.count(1)
             self.orders_accepted = 0
             self.algo_visibility_delay_ms = 0
             self.update_time = 0
+            # Exchange time runs ahead of the clock by this much once the control API advanced it.
+            self.time_offset_ms = 0
+            self._reset_funding()
+
+    def _reset_funding(self) -> None:
+        now = self.now()
+        self.funding_rates: dict[str, Decimal] = dict.fromkeys(symbols(), funding.DEFAULT_RATE)
+        self.funding_settled_at = funding.boundary_at_or_before(now)
+        self.funding_history: list[FundingEvent] = [
+            FundingEvent(
+                symbol=name,
+                rate=funding.DEFAULT_RATE,
+                time=self.funding_settled_at - back * funding.FUNDING_INTERVAL_MS,
+                mark_price=self.mark[name],
+            )
+            for back in range(funding.PUBLISHED_BEFORE_START - 1, -1, -1)
+            for name in symbols()
+            if name in self.mark
+        ]
 
     def to_state(self) -> dict[str, Any]:
         """Return everything a restart must keep, JSON-serialisable."""
@@ -101,7 +130,12 @@ class Engine:
                 "orders": [dump(o) for o in self.orders.values()],
                 "algos": [dump(a) for a in self.algos.values()],
                 "trades": [dump(t) for t in self.trades],
+                "incomes": [dump(i) for i in self.incomes],
                 "orders_accepted": self.orders_accepted,
+                "time_offset_ms": self.time_offset_ms,
+                "funding_rates": {k: str(v) for k, v in self.funding_rates.items()},
+                "funding_settled_at": self.funding_settled_at,
+                "funding_history": [dump(f) for f in self.funding_history],
             }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -118,19 +152,128 @@ class Engine:
             self.orders = {o["order_id"]: load(Order, o) for o in state["orders"]}
             self.algos = {a["algo_id"]: load(AlgoOrder, a) for a in state["algos"]}
             self.trades = [load(Trade, t) for t in state["trades"]]
+            self.incomes = [load(Income, i) for i in state.get("incomes", [])]
+            self.tran_ids = itertools.count(max((i.tran_id for i in self.incomes), default=0) + 1)
             self.order_ids = itertools.count(max(self.orders, default=0) + 1)
             self.algo_ids = itertools.count(max(self.algos, default=FIRST_ALGO_ID - 1) + 1)
             self.trade_ids = itertools.count(max((t.trade_id for t in self.trades), default=0) + 1)
             self.orders_accepted = int(state.get("orders_accepted", 0))
+            self.time_offset_ms = int(state.get("time_offset_ms", 0))
+            if "funding_history" in state:
+                self.funding_rates.update(
+                    {k: Decimal(v) for k, v in state["funding_rates"].items() if k in symbols()}
+                )
+                self.funding_settled_at = int(state["funding_settled_at"])
+                self.funding_history = [load(FundingEvent, f) for f in state["funding_history"]]
 
     def now(self) -> int:
-        return self.clock()
+        """Exchange time in ms: the clock plus whatever :meth:`advance_time` added."""
+        return self.clock() + self.time_offset_ms
+
+    def advance_time(self, ms: int) -> None:
+        """Move exchange time forward by ``ms`` (never back)."""
+        if ms < 0:
+            raise ValueError("exchange time only moves forward")
+        with self.lock:
+            self.time_offset_ms += ms
+            self.catch_up()
+
+    # ------------------------------------------------------------------ funding
+    def catch_up(self) -> None:
+        """Settle every funding time the exchange clock has passed (clock-driven funding only)."""
+        if not self.funding_by_clock:
+            return
+        with self.lock:
+            for at in funding.due_between(self.funding_settled_at, self.now()):
+                self.settle_funding(at)
+
+    def next_funding_time(self) -> int:
+        return funding.next_boundary(max(self.funding_settled_at, self.now()))
+
+    def set_funding_rate(self, symbol: str, rate: Decimal) -> None:
+        """Publish ``rate`` for the next settlements of ``symbol``."""
+        self._sym(symbol)
+        with self.lock:
+            self.funding_rates[symbol] = rate
+
+    def settle_funding(self, at: int) -> None:
+        """Publish every symbol's rate at ``at`` and charge it to the open positions."""
+        with self.lock:
+            self.funding_settled_at = max(self.funding_settled_at, at)
+            for name, rate in self.funding_rates.items():
+                mark = self.mark.get(name)
+                if mark is None:
+                    continue
+                self.funding_history.append(
+                    FundingEvent(symbol=name, rate=rate, time=at, mark_price=mark)
+                )
+                pos = self.positions[name]
+                if not pos.amount:
+                    continue
+                # Longs pay shorts when the rate is positive.
+                booked = self._book("FUNDING_FEE", -pos.amount * mark * rate, symbol=name)
+                if self._is_isolated(name):
+                    pos.isolated_wallet += booked
+            self._check_liquidations()
+
+    def funding_rate_history(self, p: Params) -> list[dict[str, Any]]:
+        """``GET /fapi/v1/fundingRate``: oldest first; without a window the latest ``limit``."""
+        with self.lock:
+            self.catch_up()
+            sym = p.symbol(required=False)
+            start = p.integer("startTime")
+            end = p.integer("endTime")
+            limit = p.integer("limit", 100) or 100
+            if not 1 <= limit <= 1000:
+                raise reject(-1130, "limit")
+            rows = [
+                f
+                for f in self.funding_history
+                if (sym is None or f.symbol == sym.name)
+                and (start is None or f.time >= start)
+                and (end is None or f.time <= end)
+            ]
+            rows = rows[:limit] if start is not None else rows[-limit:]
+            return [f.to_binance(symbols()[f.symbol]) for f in rows]
 
     # ------------------------------------------------------------------ control
     def set_balance(self, asset: str, amount: Decimal) -> None:
+        """Set a wallet balance; the difference is booked as a TRANSFER, as a deposit would be."""
         with self.lock:
-            self.wallet[asset] = amount
+            self._book("TRANSFER", amount - self.wallet.get(asset, ZERO), asset=asset)
             self._check_liquidations()
+
+    def _book(
+        self,
+        income_type: str,
+        amount: Decimal,
+        *,
+        symbol: str = "",
+        trade_id: str = "",
+        asset: str = "USDT",
+    ) -> Decimal:
+        """Move ``amount`` (rounded to the wallet step) into the wallet with its income row.
+
+        Every wallet change goes through here, so the income history sums to the wallet exactly.
+        Returns the amount booked.
+        """
+        booked = amount.quantize(WALLET_STEP, rounding=ROUND_HALF_UP)
+        if not booked:
+            return ZERO
+        self.wallet[asset] = self.wallet.get(asset, ZERO) + booked
+        self.incomes.append(
+            Income(
+                tran_id=next(self.tran_ids),
+                symbol=symbol,
+                income_type=income_type,
+                income=booked,
+                asset=asset,
+                info=income_type,
+                time=self.now(),
+                trade_id=trade_id,
+            )
+        )
+        return booked
 
     def set_price(self, symbol: str, price: Decimal, mark: Decimal | None = None) -> None:
         """Jump last price (and mark price, unless ``mark`` is given) and match.
@@ -738,15 +881,18 @@ class Engine:
             pos.entry_price = ZERO
             pos.isolated_wallet = ZERO
         pos.update_time = now
-        fee = qty * price * (MAKER_FEE if maker else TAKER_FEE)
-        self.wallet["USDT"] = self.usdt + realized - fee
+        fee = _wallet_amount(qty * price * (MAKER_FEE if maker else TAKER_FEE))
+        realized = _wallet_amount(realized)
+        trade_id = next(self.trade_ids)
+        self._book("REALIZED_PNL", realized, symbol=sym.name, trade_id=str(trade_id))
+        self._book("COMMISSION", -fee, symbol=sym.name, trade_id=str(trade_id))
         order.executed_qty += qty
         order.cum_quote += qty * price
         order.status = "FILLED" if order.executed_qty >= order.orig_qty else "PARTIALLY_FILLED"
         order.update_time = now
         self.trades.append(
             Trade(
-                trade_id=next(self.trade_ids),
+                trade_id=trade_id,
                 symbol=sym.name,
                 order_id=order.order_id,
                 side=order.side,
@@ -784,7 +930,7 @@ class Engine:
                 self._liquidate(pos, lose=None)
             # The cross margin left (or owed) goes to the insurance fund, as Binance's clearance
             # fee: the cross wallet ends at zero and isolated wallets are untouched.
-            self.wallet["USDT"] = self.usdt - self._cross_wallet()
+            self._book("INSURANCE_CLEAR", -self._cross_wallet())
 
     def _liquidate(self, pos: Position, *, lose: Decimal | None) -> None:
         """Close ``pos`` at the mark price with a LIQUIDATION order; ``lose`` is its margin."""
@@ -814,7 +960,7 @@ class Engine:
         self._fill(order, abs(pos.amount), self.mark[sym.name], maker=False)
         if lose is not None:
             # An isolated position loses exactly its margin, whatever the mark price did.
-            self.wallet["USDT"] = wallet_before - lose
+            self._book("INSURANCE_CLEAR", wallet_before - lose - self.usdt, symbol=pos.symbol)
 
     # ------------------------------------------------------------------ account
     def set_leverage(self, p: Params) -> dict[str, Any]:
@@ -1093,6 +1239,46 @@ class Engine:
             rows = rows[:limit] if from_id is not None or start is not None else rows[-limit:]
             return [t.to_binance(sym) for t in rows]
 
+    def income(self, p: Params) -> list[dict[str, Any]]:
+        """``GET /fapi/v1/income``: the wallet's movements, oldest first.
+
+        Without startTime and endTime only the last 7 days answer, as Binance documents; with
+        one of them the window is 7 days from (or up to) it. ``limit`` defaults to 100 (max
+        1000) and ``page`` pages through the window.
+        """
+        with self.lock:
+            sym = p.symbol(required=False)
+            income_type = p.text("incomeType")
+            if income_type is not None and income_type not in _ALL_INCOME_TYPES:
+                raise reject(-1130, "incomeType")
+            start = p.integer("startTime")
+            end = p.integer("endTime")
+            limit = p.integer("limit", 100) or 100
+            if not 1 <= limit <= 1000:
+                raise reject(-1130, "limit")
+            page = p.integer("page", 1) or 1
+            if page < 1:
+                raise reject(-1130, "page")
+            if start is None and end is None:
+                end = self.now()
+                start = end - WEEK_MS
+            elif start is None:
+                assert end is not None
+                start = end - WEEK_MS
+            elif end is None:
+                end = start + WEEK_MS
+            if start > end:
+                raise reject(-1130, "startTime")
+            rows = [
+                i
+                for i in self.incomes
+                if start <= i.time <= end
+                and (sym is None or i.symbol == sym.name)
+                and (income_type is None or i.income_type == income_type)
+            ]
+            offset = (page - 1) * limit
+            return [i.to_binance() for i in rows[offset : offset + limit]]
+
     # ------------------------------------------------------------------ debug views
     def debug_positions(self) -> list[dict[str, Any]]:
         """Every non-flat position, for the control API."""
@@ -1117,6 +1303,34 @@ def _triggered(order_type: str, side: str, trigger: Decimal, price: Decimal) -> 
     if order_type in ("STOP", "STOP_MARKET"):
         return price >= trigger if side == "BUY" else price <= trigger
     return price <= trigger if side == "BUY" else price >= trigger
+
+
+# Types a client may filter on: the ones written here and the rest of Binance's documented list.
+_ALL_INCOME_TYPES = (
+    *INCOME_TYPES,
+    "WELCOME_BONUS",
+    "REFERRAL_KICKBACK",
+    "COMMISSION_REBATE",
+    "API_REBATE",
+    "CONTEST_REWARD",
+    "CROSS_COLLATERAL_TRANSFER",
+    "OPTIONS_PREMIUM_FEE",
+    "OPTIONS_SETTLE_PROFIT",
+    "INTERNAL_TRANSFER",
+    "AUTO_EXCHANGE",
+    "DELIVERED_SETTELMENT",
+    "COIN_SWAP_DEPOSIT",
+    "COIN_SWAP_WITHDRAW",
+    "POSITION_LIMIT_INCREASE_FEE",
+    "STRATEGY_UMFUTURES_TRANSFER",
+    "FEE_RETURN",
+    "BFUSD_REWARD",
+)
+
+
+def _wallet_amount(value: Decimal) -> Decimal:
+    """Round an amount to the wallet step (1e-8), as Binance books fees and PnL."""
+    return value.quantize(WALLET_STEP, rounding=ROUND_HALF_UP)
 
 
 def _plain_or_zero(value: Decimal) -> str:

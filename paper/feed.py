@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 
+from paper import funding
 from paper.candles import MINUTE_MS, Candle
 from paper.engine import Engine
 from paper.market import Market
@@ -95,6 +96,7 @@ class ReplayFeed:
         self.length = length
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._funding_at = 0
 
     @property
     def seconds_per_point(self) -> float:
@@ -122,6 +124,9 @@ class ReplayFeed:
                 self.engine.last[name] = self.engine.mark[name] = start
         self.market.clock = self.market_time
         self.market.serve_shift = self.serve_shift
+        # Funding falls due every 8 hours of replayed time, not of the wall clock.
+        self.engine.funding_by_clock = False
+        self._funding_at = funding.boundary_at_or_before(self.market_time())
 
     def serve_shift(self) -> int:
         """Milliseconds that relabel the candle being played as the current wall-clock minute.
@@ -141,6 +146,9 @@ class ReplayFeed:
         if self.finished:
             return False
         at = self.market_time()
+        if funding.boundary_at_or_before(at) > self._funding_at:
+            self._funding_at = funding.boundary_at_or_before(at)
+            self.engine.settle_funding(self.engine.now())
         for name, rows in self.candles.items():
             candle = rows[self.index]
             price = candle.path()[self.point]

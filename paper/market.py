@@ -34,7 +34,6 @@ INTERVALS = {
     "12h": 720,
     "1d": 1440,
 }
-FUNDING_INTERVAL_MS = 8 * 3600 * 1000
 
 
 @dataclass
@@ -206,9 +205,9 @@ class Market:
                     "markPrice": f"{mark:.8f}",
                     "indexPrice": f"{mark:.8f}",
                     "estimatedSettlePrice": f"{mark:.8f}",
-                    "lastFundingRate": "0.00010000",
+                    "lastFundingRate": f"{self.engine.funding_rates[n]:.8f}",
                     "interestRate": "0.00010000",
-                    "nextFundingTime": now - now % FUNDING_INTERVAL_MS + FUNDING_INTERVAL_MS,
+                    "nextFundingTime": self.engine.next_funding_time(),
                     "time": now,
                 }
             )

@@ -9,6 +9,17 @@ from typing import Any
 from paper.symbols import Symbol
 
 ZERO = Decimal(0)
+# Binance books every wallet movement in whole units of 1e-8; so do we, so that the income
+# history adds up to the wallet exactly.
+WALLET_STEP = Decimal("1e-8")
+# The income types the exchange writes (a subset of Binance's list).
+INCOME_TYPES = (
+    "TRANSFER",
+    "REALIZED_PNL",
+    "COMMISSION",
+    "FUNDING_FEE",
+    "INSURANCE_CLEAR",
+)
 
 
 def money(value: Decimal) -> str:
@@ -224,6 +235,32 @@ class Trade:
         }
 
 
+@dataclass
+class Income:
+    """One wallet movement as ``/fapi/v1/income`` reports it."""
+
+    tran_id: int
+    symbol: str
+    income_type: str
+    income: Decimal
+    asset: str
+    info: str
+    time: int
+    trade_id: str = ""
+
+    def to_binance(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "incomeType": self.income_type,
+            "income": money(self.income),
+            "asset": self.asset,
+            "info": self.info,
+            "time": self.time,
+            "tranId": self.tran_id,
+            "tradeId": self.trade_id,
+        }
+
+
 def dump(record: Any) -> dict[str, Any]:
     """Serialise a record for the state file (decimals as strings)."""
     return {k: str(v) if isinstance(v, Decimal) else v for k, v in asdict(record).items()}
@@ -242,4 +279,4 @@ def load(cls: type, data: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
-__all__ = ["AlgoOrder", "Order", "Position", "SymbolSettings", "Trade", "dump", "load"]
+__all__ = ["AlgoOrder", "Income", "Order", "Position", "SymbolSettings", "Trade", "dump", "load"]

@@ -207,6 +207,10 @@ class PaperApp:
                 lambda r: e.cancel_all_algos(r.params), fixed(1)
             ),
             ("GET", v1 + "userTrades"): Route(lambda r: e.user_trades(r.params), fixed(5)),
+            ("GET", v1 + "income"): Route(lambda r: e.income(r.params), fixed(30)),
+            ("GET", v1 + "fundingRate"): Route(
+                lambda r: e.funding_rate_history(r.params), fixed(1), signed=False
+            ),
         }
 
     def _exchange_info(self, r: Request) -> dict[str, Any]:
@@ -308,6 +312,7 @@ class PaperApp:
                 self._authenticate(headers, params, query, raw_body)
             if route.orders:
                 self._count_orders(route.orders, out)
+            self.engine.catch_up()
             result = route.handler(Request(method, path, params, client_ip))
             return 200, out, _dumps(result)
         except BinanceError as e:

@@ -175,6 +175,14 @@ class PaperControl:
         """Change weight_limit_1m, orders_10s, orders_1m, ban_after, ban_seconds or slippage."""
         self._call("POST", "config", settings)
 
+    def set_funding_rate(self, symbol: str, rate: str | Decimal) -> None:
+        """Publish ``rate`` as ``symbol``'s funding rate for the next settlements."""
+        self._call("POST", "funding", {"symbol": symbol, "rate": str(rate)})
+
+    def advance(self, seconds: float | int) -> int:
+        """Move exchange time forward by ``seconds``; returns the new exchange time in ms."""
+        return int(self._call("POST", "advance", {"seconds": str(seconds)})["time"])
+
     def positions(self) -> list[dict[str, Any]]:
         """Non-flat positions as positionRisk v2 rows."""
         return self._call("GET", "positions")

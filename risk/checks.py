@@ -56,6 +56,17 @@ def check_daily_loss(*, realized_today: Decimal, limit: Decimal | None) -> str |
     return None
 
 
+def check_pnl_known(*, unknown: int, limit: Decimal | None) -> str | None:
+    """Deny entries while a daily loss limit is set and the PnL of a closed position is not
+    known yet (its fills are unreadable): the limit cannot be judged on a missing number."""
+    if limit is None or not unknown:
+        return None
+    return (
+        f"the PnL of {unknown} closed position(s) is not known yet (fills unreadable): no new "
+        "entry until it is, under the daily loss limit"
+    )
+
+
 def _plain(value: Decimal) -> str:
     """Without the database column's padding zeros: 100.0000000000 -> 100."""
     text = format(value.normalize(), "f")

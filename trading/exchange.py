@@ -102,6 +102,28 @@ class Fill:
     realized_pnl: Decimal
     commission: Decimal
     time: datetime
+    trade_id: int = 0
+    commission_asset: str = "USDT"
+    maker: bool = False
+
+
+@dataclass(frozen=True)
+class IncomeEntry:
+    """One entry of the account's income history (GET /fapi/v1/income)."""
+
+    symbol: str  # empty for account-wide entries (transfers)
+    income_type: str  # REALIZED_PNL, COMMISSION, FUNDING_FEE, TRANSFER, INSURANCE_CLEAR, ...
+    amount: Decimal  # signed: a paid fee is negative
+    asset: str
+    time: datetime
+    tran_id: str
+    trade_id: str  # the trade the entry belongs to, when it belongs to one
+
+
+# Client order ids the exchange gives the orders it places itself (Binance): liquidation,
+# auto-deleveraging, delisting settlement.
+EXCHANGE_CLOSE_PREFIXES = ("autoclose-", "adl_autoclose", "settlement_autoclose-")
+INCOME_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -175,6 +197,12 @@ class ExchangeGateway:
     market order a triggered conditional order became. While the exchange has asked us to wait
     (429/418 Retry-After, recorded in ``ExchangeRequest.retry_until``) no request is sent: calls
     raise ``RateLimited`` at once.
+
+    Added by the books: ``fetch_order_fills(*, symbol, order_id) -> list[Fill]`` (1 request,
+    userTrades by order id), ``fetch_orders_from(*, symbol, order_id) -> list[ExchangeOrder]``
+    (1 request, allOrders from an order id on, the exchange's own liquidation orders included),
+    ``fetch_income(*, start, end, symbol=None, income_type=None) -> list[IncomeEntry]`` (1
+    request per 1,000 entries). ``Fill`` carries the trade id, commission asset and maker flag.
     """
 
     # ------------------------------------------------------------------ construction
@@ -330,9 +358,72 @@ class ExchangeGateway:
                 realized_pnl=_dec(row["realizedPnl"]),
                 commission=_dec(row["commission"]),
                 time=_time(row["time"]),
+                trade_id=int(row["id"]),
+                commission_asset=row.get("commissionAsset") or "USDT",
+                maker=_bool(row.get("maker")),
             )
             for row in rows
         ]
+
+    def fetch_order_fills(self, *, symbol: str, order_id: str) -> list[Fill]:
+        """Every trade of one exchange order (1 request, GET userTrades?orderId=)."""
+        rows = self._call(
+            "fetch_order_fills",
+            "fapiPrivateGetUserTrades",
+            {"symbol": symbol, "orderId": order_id, "limit": 1000},
+            symbol=symbol,
+        )
+        return [_fill(row) for row in rows]
+
+    def fetch_orders_from(self, *, symbol: str, order_id: str) -> list[ExchangeOrder]:
+        """Regular orders of one symbol from ``order_id`` on, the exchange's own included
+        (liquidations), oldest first (1 request, GET allOrders?orderId=)."""
+        rows = self._call(
+            "fetch_orders_from",
+            "fapiPrivateGetAllOrders",
+            {"symbol": symbol, "orderId": order_id, "limit": 1000},
+            symbol=symbol,
+        )
+        return sorted((_regular_order(row) for row in rows), key=lambda o: int(o.exchange_order_id))
+
+    def fetch_income(
+        self,
+        *,
+        start: datetime,
+        end: datetime,
+        symbol: str | None = None,
+        income_type: str | None = None,
+    ) -> list[IncomeEntry]:
+        """The income history between ``start`` and ``end`` (inclusive, at most 7 days), oldest
+        first: one request per 1,000 entries (GET /fapi/v1/income, paged by time)."""
+        entries: list[IncomeEntry] = []
+        seen: set[tuple[str, str]] = set()
+        cursor = int(start.timestamp() * 1000)
+        end_ms = int(end.timestamp() * 1000)
+        extra: dict[str, Any] = {}
+        if symbol:
+            extra["symbol"] = symbol
+        if income_type:
+            extra["incomeType"] = income_type
+        while cursor <= end_ms:
+            rows = self._call(
+                "fetch_income",
+                "fapiPrivateGetIncome",
+                {"startTime": cursor, "endTime": end_ms, "limit": INCOME_PAGE, **extra},
+                symbol=symbol or "",
+            )
+            for row in rows:
+                entry = _income(row)
+                if (entry.income_type, entry.tran_id) not in seen:
+                    seen.add((entry.income_type, entry.tran_id))
+                    entries.append(entry)
+            if len(rows) < INCOME_PAGE:
+                break
+            # Entries of one millisecond may straddle two pages: the next page starts at the
+            # last one's millisecond, and what was seen already is skipped.
+            last = max(int(row["time"]) for row in rows)
+            cursor = last if last > cursor else last + 1
+        return sorted(entries, key=lambda e: e.time)
 
     def fetch_symbol_rules(self) -> list[SymbolRules]:
         """Filters of every trading symbol (2 requests: exchangeInfo and leverageBracket)."""
@@ -946,6 +1037,34 @@ def _algo_order(raw: dict[str, Any]) -> ExchangeOrder:
         reduce_only=_bool(raw.get("reduceOnly")),
         close_position=_bool(raw.get("closePosition")),
         actual_order_id=str(raw.get("actualOrderId") or ""),
+    )
+
+
+def _fill(row: dict[str, Any]) -> Fill:
+    return Fill(
+        symbol=row["symbol"],
+        order_id=str(row["orderId"]),
+        side=row["side"],
+        price=_dec(row["price"]),
+        quantity=_dec(row["qty"]),
+        realized_pnl=_dec(row["realizedPnl"]),
+        commission=_dec(row["commission"]),
+        time=_time(row["time"]),
+        trade_id=int(row["id"]),
+        commission_asset=row.get("commissionAsset") or "USDT",
+        maker=_bool(row.get("maker")),
+    )
+
+
+def _income(row: dict[str, Any]) -> IncomeEntry:
+    return IncomeEntry(
+        symbol=row.get("symbol") or "",
+        income_type=row["incomeType"],
+        amount=_dec(row["income"]),
+        asset=row.get("asset") or "USDT",
+        time=_time(row["time"]),
+        tran_id=str(row.get("tranId") or ""),
+        trade_id=str(row.get("tradeId") or ""),
     )
 
 

@@ -284,6 +284,7 @@ def _guard_run(*, gateway: ExchangeGateway, rules: MonitoringSettings, report: G
     _unknown_positions(ctx, recorded)
     _orphan_orders_cancel(ctx, recorded)
     _post_trade_checks(ctx)
+    order_path.fills.positions_books_complete(gateway=gateway, actor="guard")
 
 
 def exchange_snapshot(*, gateway: ExchangeGateway) -> ExchangeSnapshot:

@@ -289,6 +289,12 @@ class Position(models.Model):
         "not retried on every pass.",
     )
     skip_reason_at = models.DateTimeField(null=True, blank=True)
+    awaiting_fills = models.BooleanField(
+        default=False,
+        help_text="Closed on the exchange, but its fills could not be read yet: PnL, fees and "
+        "exit price are unknown until the guard or reconcile completes them. New entries are "
+        "blocked meanwhile when a daily loss limit is set.",
+    )
 
     class Meta:
         ordering = ["-opened_at"]
@@ -317,6 +323,7 @@ class Order(models.Model):
         STOP_LOSS = "SL", "Stop-loss"
         TAKE_PROFIT = "TP", "Take-profit"
         CLOSE = "CLOSE"
+        LIQUIDATION = "LIQ", "Liquidation (placed by the exchange)"
 
     class Status(models.TextChoices):
         INTENT = "INTENT", "Intent (stored, not yet sent)"
@@ -345,6 +352,12 @@ class Order(models.Model):
     is_conditional = models.BooleanField(default=False, help_text="Sent as a Binance algo order.")
     client_order_id = models.CharField(max_length=36, unique=True)
     exchange_order_id = models.CharField(max_length=40, blank=True)
+    triggered_order_id = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="For a fired stop-loss or take-profit: the exchange id of the market order it "
+        "became (actualOrderId); its fills carry this id.",
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.INTENT)
     filled_quantity = models.DecimalField(**QUANTITY, default=Decimal("0"))
     average_price = models.DecimalField(**PRICE, null=True, blank=True)
@@ -429,3 +442,79 @@ class SymbolLock(models.Model):
 
     def __str__(self) -> str:
         return f"lock {self.symbol} ({self.owner or 'free'})"
+
+
+class Fill(models.Model):
+    """One trade of this account on the exchange, recorded once (its trade id is unique per
+    symbol), on the order it executed and the position it belongs to.
+
+    Written only through ``trading.fills.fill_record``; a position's PnL, fees, exit price and
+    close time are sums of its own fills.
+    """
+
+    symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="fills")
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills")
+    position = models.ForeignKey(
+        Position, null=True, blank=True, on_delete=models.PROTECT, related_name="fills"
+    )
+    trade_id = models.BigIntegerField(help_text="The exchange's trade id (unique per symbol).")
+    exchange_order_id = models.CharField(
+        max_length=40, help_text="The exchange order id the trade carries."
+    )
+    side = models.CharField(max_length=4, choices=[("BUY", "BUY"), ("SELL", "SELL")])
+    quantity = models.DecimalField(**QUANTITY)
+    price = models.DecimalField(**PRICE)
+    realized_pnl = models.DecimalField(
+        **MONEY, help_text="The exchange's realized PnL of this trade, before fees (USDT)."
+    )
+    commission = models.DecimalField(**MONEY, help_text="Fee, in the commission asset.")
+    commission_asset = models.CharField(max_length=16, default="USDT")
+    commission_usdt_rate = models.DecimalField(
+        **PRICE,
+        default=Decimal(1),
+        help_text="USDT per unit of the commission asset used to convert the fee (1 for USDT).",
+    )
+    commission_usdt = models.DecimalField(**MONEY, help_text="The fee converted to USDT.")
+    maker = models.BooleanField(default=False)
+    time = models.DateTimeField(help_text="When the exchange executed the trade.")
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["time", "trade_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["symbol", "trade_id"], name="fill_trade_once"),
+        ]
+        indexes = [models.Index(fields=["time"])]
+
+    def __str__(self) -> str:
+        return f"{self.side} {_plain(self.quantity)} {self.symbol} @ {_plain(self.price)}"
+
+
+class Income(models.Model):
+    """A wallet movement that is not a trade: funding paid or received, a liquidation's
+    clearance fee (INSURANCE_CLEAR). Recorded once (its type and tranId), on the position that
+    was open in its symbol at the time."""
+
+    class Type(models.TextChoices):
+        FUNDING_FEE = "FUNDING_FEE"
+        INSURANCE_CLEAR = "INSURANCE_CLEAR"
+
+    symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="incomes")
+    position = models.ForeignKey(
+        Position, null=True, blank=True, on_delete=models.PROTECT, related_name="incomes"
+    )
+    income_type = models.CharField(max_length=24, choices=Type.choices)
+    tran_id = models.CharField(max_length=40, help_text="The exchange's tranId.")
+    amount = models.DecimalField(**MONEY, help_text="Signed: paid is negative.")
+    asset = models.CharField(max_length=16, default="USDT")
+    time = models.DateTimeField(help_text="When the exchange booked it.")
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["time", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["income_type", "tran_id"], name="income_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.income_type} {self.symbol} {_plain(self.amount)} {self.asset}"

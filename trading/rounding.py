@@ -7,7 +7,7 @@ so a quantity or price that Binance would reject for precision or size is never 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,11 @@ def round_price_down(price: Decimal, filters: SymbolFilters) -> Decimal:
 def round_price_up(price: Decimal, filters: SymbolFilters) -> Decimal:
     """Round a price up to the tick."""
     return _to_tick(price, filters, ROUND_CEILING)
+
+
+def round_price_nearest(price: Decimal, filters: SymbolFilters) -> Decimal:
+    """Round a price to the nearest tick (half up): an average fill price shown on the tick."""
+    return _to_tick(price, filters, ROUND_HALF_UP)
 
 
 def exit_prices(

@@ -30,11 +30,13 @@ from risk.checks import (
     check_kill_switch,
     check_max_open_positions,
     check_one_position_per_symbol,
+    check_pnl_known,
 )
 from risk.selectors import NoActiveRiskProfile, risk_profile_for_symbol
 from risk.sizing import position_margin, position_size
+from trading import fills
 from trading.errors import ArenaError, OperatorActionRequired, OrderRejected
-from trading.exchange import ExchangeGateway, ExchangeOrder, Fill, exchange_gateway
+from trading.exchange import ExchangeGateway, ExchangeOrder, exchange_gateway
 from trading.locks import (
     DEFAULT_TTL_SECONDS,
     SymbolBusy,
@@ -46,11 +48,10 @@ from trading.models import Order, Position, Symbol, TradeEvent, TradingSwitch
 from trading.retry import exchange_may_have_acted
 from trading.rounding import ExitTooClose, check_quantity, exit_prices
 from trading.selectors import (
-    order_ids_of_other_positions,
+    daily_pnl,
     position_exit_orders,
     position_open_for_symbol,
     positions_open_count,
-    realized_pnl_today,
 )
 
 logger = logging.getLogger(__name__)
@@ -59,9 +60,6 @@ ENTRY_SIDE = {"LONG": "BUY", "SHORT": "SELL"}
 EXIT_SIDE = {"LONG": "SELL", "SHORT": "BUY"}
 # A close waits this long for a trade cycle holding the symbol, instead of being refused.
 CLOSE_LOCK_WAIT_SECONDS = 15.0
-# Fills are read from a little before the position's row was written: the exchange's clock and
-# ours differ by up to a second or so.
-FILL_CLOCK_MARGIN = timedelta(seconds=5)
 CLIENT_ID_PREFIX = "arena-"
 CLOSE_RESTORED = "CLOSING -> OPEN: "
 
@@ -185,10 +183,13 @@ def _open_locked(
         risk_pct=profile.risk_pct,
         max_risk_usd=profile.max_risk_usd,
         filters=symbol.filters,
+        slippage_pct=profile.entry_slippage_pct,
     )
     if not sizing.ok:
         return _refuse(symbol=symbol, side=side, reason=sizing.refusal or "", actor=actor)
-    margin = position_margin(quantity=sizing.quantity, entry_price=price, leverage=profile.leverage)
+    margin = position_margin(
+        quantity=sizing.quantity, entry_price=sizing.fill_price, leverage=profile.leverage
+    )
     denial = check_free_margin(available=balance.available, margin=margin)
     if denial:
         return _refuse(symbol=symbol, side=side, reason=denial, actor=actor)
@@ -277,15 +278,14 @@ def _check_database_rules(*, symbol: Symbol, profile, actor: str) -> str | None:
     )
     if denial:
         return denial
-    denial = check_daily_loss(
-        realized_today=realized_pnl_today(), limit=profile.daily_loss_limit_usd
-    )
+    today = daily_pnl()
+    denial = check_daily_loss(realized_today=today.realized, limit=profile.daily_loss_limit_usd)
     if denial:
         from trading.switch import trading_switch_set
 
         trading_switch_set(enabled=False, reason=denial, actor="risk")
         return denial
-    return None
+    return check_pnl_known(unknown=today.unknown, limit=profile.daily_loss_limit_usd)
 
 
 def _entry_admit(
@@ -1019,25 +1019,17 @@ def _close_finish(
 ) -> CloseOutcome:
     """The exchange is flat: remove the protection, read PnL from the fills, record the close."""
     symbol = position.symbol
-    for order in position_exit_orders(position=position):
-        try:
-            gone = gateway.cancel_order(
-                symbol=symbol.name,
-                client_order_id=order.client_order_id,
-                conditional=order.is_conditional,
-            )
-            order.status = Order.Status.CANCELED if gone else Order.Status.EXPIRED
-            order.save(update_fields=["status", "updated_at"])
-        except ArenaError as e:
-            logger.warning("could not cancel %s after the close: %s", order.client_order_id, e)
-    net, fees, exit_price = _position_pnl(gateway=gateway, position=position)
+    fills.exits_settle(position=position, gateway=gateway)
+    net, fees, exit_price, closed_at = _position_pnl(gateway=gateway, position=position)
     with transaction.atomic():
         position.status = Position.Status.CLOSED
-        position.closed_at = timezone.now()
+        # The exchange time of the last fill; until the fills are read, when we saw it flat.
+        position.closed_at = closed_at or timezone.now()
         position.close_reason = reason
         position.exit_price = exit_price
         position.realized_pnl = net
         position.fees = fees if fees is not None else position.fees
+        position.awaiting_fills = net is None and fills.position_books_knowable(position=position)
         position.save(
             update_fields=[
                 "status",
@@ -1046,6 +1038,7 @@ def _close_finish(
                 "exit_price",
                 "realized_pnl",
                 "fees",
+                "awaiting_fills",
             ]
         )
         _event(
@@ -1138,26 +1131,10 @@ def _record_exchange_close(
 
 
 def _fired_exit(*, position: Position, gateway: ExchangeGateway) -> str | None:
-    """SL or TP when that order of ours fired; None when neither did."""
-    fired = position.orders.filter(
-        purpose__in=(Order.Purpose.STOP_LOSS, Order.Purpose.TAKE_PROFIT),
-        status__in=(Order.Status.TRIGGERED, Order.Status.FILLED),
-    ).first()
-    if fired is not None:
-        return fired.purpose  # already seen firing (e.g. by an earlier guard pass)
-    for order in position_exit_orders(position=position):
-        try:
-            live = gateway.fetch_order(
-                symbol=position.symbol.name,
-                client_order_id=order.client_order_id,
-                conditional=order.is_conditional,
-            )
-        except ArenaError:
-            continue
-        if live is not None and live.status in ("TRIGGERED", "FINISHED", "FILLED"):
-            _order_apply(order, live)
-            return order.purpose
-    return None
+    """SL or TP when that order of ours fired; None when neither did. Settles the exits first:
+    one lookup each, a cancel only for one still working."""
+    fills.exits_settle(position=position, gateway=gateway)
+    return fills.fired_exit(position=position)
 
 
 def position_replace_stop(
@@ -1201,49 +1178,32 @@ def position_replace_stop(
 
 
 # --------------------------------------------------------------------------- PnL from fills
-def _position_fills(*, gateway: ExchangeGateway, position: Position) -> list[Fill]:
-    since = position.opened_at - FILL_CLOCK_MARGIN
-    others = order_ids_of_other_positions(position=position)
-    return [
-        f
-        for f in gateway.fetch_fills(symbol=position.symbol.name, since=since)
-        if f.order_id not in others
-    ]
-
-
 def _position_pnl(
     *, gateway: ExchangeGateway, position: Position
-) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
-    """(realized PnL net of every fee, fees, average exit price) from the exchange's fills."""
-    try:
-        fills = _position_fills(gateway=gateway, position=position)
-    except ArenaError as e:
-        logger.warning("fills of %s unreadable, PnL left empty: %s", position, e)
-        return None, None, None
-    exit_side = EXIT_SIDE[position.side]
-    exits = [f for f in fills if f.side == exit_side]
-    fees = sum((f.commission for f in fills), Decimal(0))
-    net = sum((f.realized_pnl for f in fills), Decimal(0)) - fees
-    quantity = sum((f.quantity for f in exits), Decimal(0))
-    exit_price = None
-    if quantity:
-        notional = sum((f.price * f.quantity for f in exits), Decimal(0))
-        exit_price = (notional / quantity).quantize(position.symbol.tick_size)
-    return net, fees, exit_price
+) -> tuple[Decimal | None, Decimal | None, Decimal | None, datetime | None]:
+    """(realized PnL net of every fee, fees, exit price, exchange time of the last fill) from
+    the position's own fills (``trading.fills``); all None while they cannot be read."""
+    books = fills.position_books_read(position=position, gateway=gateway)
+    if books is None:
+        return None, None, None, None
+    return books.realized_pnl, books.fees, books.exit_price, books.closed_at
 
 
 def _order_pnl(
     *, gateway: ExchangeGateway, position: Position, order_id: str
 ) -> tuple[Decimal, Decimal] | None:
-    """(realized PnL net of its fees, fees) of one order's fills."""
+    """(realized PnL net of its fees, fees) of one order's fills, recorded in the ledger."""
+    order = position.orders.filter(exchange_order_id=order_id).first()
+    if order is None:
+        return None
     try:
-        fills = [
-            f for f in _position_fills(gateway=gateway, position=position) if f.order_id == order_id
-        ]
+        recorded = fills.order_fills_record(
+            order=order, exchange_order_id=order_id, gateway=gateway, rates={}
+        )
     except ArenaError:
         return None
-    fees = sum((f.commission for f in fills), Decimal(0))
-    return sum((f.realized_pnl for f in fills), Decimal(0)) - fees, fees
+    fees = sum((f.commission_usdt for f in recorded), Decimal(0))
+    return sum((f.realized_pnl for f in recorded), Decimal(0)) - fees, fees
 
 
 # --------------------------------------------------------------------------- order rows
@@ -1546,9 +1506,11 @@ def exchange_position_flatten(
     if live is None:
         return None
     side = "SELL" if live.side == Position.Side.LONG else "BUY"
+    # The record left OPENING or CLOSING owns this close: its fills are that position's.
+    record = position_open_for_symbol(symbol=symbol)
     with transaction.atomic():
         order = _order_intent_create(
-            position=None,
+            position=record if record is not None and record.side == live.side else None,
             symbol=symbol,
             purpose=Order.Purpose.CLOSE,
             side=side,
