@@ -74,14 +74,16 @@ def create_ccxt_stream_client(
     stream_url: str | None = None,
     demo: bool = False,
     timeout_ms: int = 10_000,
-    listen_key_refresh_ms: int | None = None,
 ) -> ccxt.pro.binanceusdm:
     """Return ccxt's WebSocket client for ``binanceusdm``; with ``base_url`` / ``stream_url``
     its futures REST roots (listen keys) and its WebSocket root point there, nothing else
-    changes. ``listen_key_refresh_ms``: how often ccxt keeps the key alive (20 min)."""
-    options: dict[str, object] = {"defaultType": "future", "fetchCurrencies": False}
-    if listen_key_refresh_ms is not None:
-        options["listenKeyRefreshRate"] = listen_key_refresh_ms
+    changes. No balance or positions snapshot is read on subscribing: the bot has its own."""
+    options: dict[str, object] = {
+        "defaultType": "future",
+        "fetchCurrencies": False,
+        "watchPositions": {"fetchPositionsSnapshot": False},
+        "watchBalance": {"fetchBalanceSnapshot": False},
+    }
     client = ccxt.pro.binanceusdm(
         {
             "apiKey": api_key,
