@@ -64,6 +64,7 @@ def handle_control(app: PaperApp, method: str, path: str, data: dict[str, Any]) 
         app.reset_counters()
         app.limits = type(app.limits)()
         engine.slippage = Decimal(0)
+        app.user_stream.reset()
         app.on_mutation()
         return 200, {"reset": True}
     if (method, name) == ("GET", "stats"):

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from paper.listen_keys import ListenKeyBook
+from paper.listen_keys import DEFAULT_VALIDITY_MS, ListenKeyBook
 from paper.records import ZERO, AlgoOrder, Order, Trade, avg_price, money
 from paper.symbols import symbols
 
@@ -166,6 +166,15 @@ class UserStream:
             loop.call_soon_threadsafe(conn.queue.put_nowait, (due, payload))
 
     # ------------------------------------------------------------------ control
+    def reset(self) -> None:
+        """Faults off, counters at zero, Binance's key validity and connection lifetime back
+        (connections and the key stay)."""
+        self.faults = StreamFaults()
+        self.stats = StreamStats()
+        self.keys.validity_ms = DEFAULT_VALIDITY_MS
+        self.max_connection_seconds = DAY_SECONDS
+        self._margin_called = False
+
     def drop_connections(self) -> int:
         """Close every connection now, without a closing handshake reason (a network fault)."""
         with self._lock:
@@ -209,20 +218,24 @@ class UserStream:
         if not self.keys.is_valid(key):
             return web.json_response({"code": -1125, "msg": "Invalid listenKey."}, status=400)
         ws = web.WebSocketResponse(heartbeat=None, autoping=True)
-        await ws.prepare(request)
         conn = _Connection(key=key, ws=ws, opened=time.monotonic())
+        # Registered before the handshake completes: once the client is connected, no event
+        # can fall between its connection and its registration.
         with self._lock:
             self._connections.add(conn)
             self.stats.connections_total += 1
-        sender = asyncio.ensure_future(self._send_loop(conn))
+        sender = None
         try:
+            await ws.prepare(request)
+            sender = asyncio.ensure_future(self._send_loop(conn))
             async for message in ws:
                 if message.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
                     break  # the user stream takes no requests: everything else is ignored
         finally:
             with self._lock:
                 self._connections.discard(conn)
-            sender.cancel()
+            if sender is not None:
+                sender.cancel()
         return ws
 
     async def _send_loop(self, conn: _Connection) -> None:
