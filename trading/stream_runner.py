@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from trading.exchange import ExchangeGateway, exchange_gateway
@@ -36,6 +37,9 @@ class StreamSettings:
     """Timings of the stream process (seconds)."""
 
     report_seconds: float = 5.0  # how often the state (heartbeat) is stored
+    # Events are applied on this many worker threads, each symbol always on the same one: in
+    # order per symbol, and a slow close of one symbol does not hold up another's.
+    lanes: int = 4
     reconcile_seconds: float = 60.0  # a REST reconcile even without a gap (lost events)
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
@@ -68,25 +72,37 @@ class StreamRunner:
         self.settings = settings or StreamSettings()
         self.counters = StreamCounters()
         self.connected = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-db")
-        self._gateway: ExchangeGateway | None = None
+        self._lanes = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"stream-lane{n}")
+            for n in range(max(1, self.settings.lanes))
+        ]
+        self._gateways: list[ExchangeGateway] = []
+        self._pending: set[asyncio.Future[None]] = set()
 
-    async def _db(self, function: Callable[..., T], /, **kwargs: Any) -> T:
-        """Run ``function`` on the worker thread (Django and REST are synchronous).
+    async def _db(self, function: Callable[..., T], /, lane: int = 0, **kwargs: Any) -> T:
+        """Run ``function`` on worker thread ``lane`` (Django and REST are synchronous).
 
-        Under the process's database write lock: SQLite fails a second writer at once, and the
-        stream's jobs write; with PostgreSQL, in its own process, the lock is never contended.
+        With SQLite, under the process's database write lock: SQLite fails a second writer at
+        once. Not otherwise: the job holds it across exchange requests, and a thread of the
+        same process waiting for it could be the one holding the symbol's lease we wait for.
         """
 
         def job() -> T:
+            if connection.vendor != "sqlite":
+                return function(**kwargs)
             with db_write_lock:
                 return function(**kwargs)
 
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, job)
+        return await loop.run_in_executor(self._lanes[lane], job)
+
+    def _lane_of(self, symbol: str) -> int:
+        return zlib.crc32(symbol.encode()) % len(self._lanes)
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._gateway = await self._db(self.gateway_factory)
+        first = await self._db(self.gateway_factory)
+        # A gateway is used by one thread at a time: one per lane.
+        self._gateways = [first, *(first.clone() for _ in self._lanes[1:])]
         delay = self.settings.backoff_initial
         try:
             while not stop.is_set():
@@ -95,6 +111,7 @@ class StreamRunner:
                     await stream.open()
                     self.counters.connects += 1
                     logger.info("[Stream] connected; reconciling the gap over REST")
+                    await self._settle()
                     await self._reconcile()
                     self.connected.set()
                     await self._report(connected=True)
@@ -115,9 +132,12 @@ class StreamRunner:
                     pass
                 delay = min(delay * 2, self.settings.backoff_max)
         finally:
+            await self._settle()
             await self._report(connected=False, error="stopped")
-            await self._db(close_old_connections)
-            self._executor.shutdown(wait=True)
+            for lane in range(len(self._lanes)):
+                await self._db(close_old_connections, lane=lane)
+            for executor in self._lanes:
+                executor.shutdown(wait=True)
 
     async def _consume(self, stream: UserDataStream, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -133,7 +153,9 @@ class StreamRunner:
                 )
                 if fills_future in done:
                     for event in fills_future.result():
-                        await self._apply(event)
+                        task = asyncio.ensure_future(self._apply(event))
+                        self._pending.add(task)
+                        task.add_done_callback(self._pending.discard)
                 else:
                     fills_future.cancel()
                     if stop.is_set():
@@ -147,10 +169,18 @@ class StreamRunner:
         finally:
             stopping.cancel()
 
+    async def _settle(self) -> None:
+        """Wait for the events being applied."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
     async def _apply(self, event: StreamFill) -> None:
         received = timezone.now()
+        lane = self._lane_of(event.fill.symbol)
         try:
-            applied = await self._db(stream_fill_apply, event=event, gateway=self._gateway)
+            applied = await self._db(
+                stream_fill_apply, lane=lane, event=event, gateway=self._gateways[lane]
+            )
         except Exception:
             # One event that cannot be applied must not stop the others; the guard and the
             # next reconcile record what it would have.
@@ -169,7 +199,7 @@ class StreamRunner:
             )
 
     async def _reconcile(self) -> None:
-        report = await self._db(stream_gap_reconcile, gateway=self._gateway)
+        report = await self._db(stream_gap_reconcile, gateway=self._gateways[0])
         self.counters.reconciles += 1
         self.counters.reconcile_closes += len(report.closed)
         if report.closed:
