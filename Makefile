@@ -37,6 +37,7 @@ format: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python -m paper.bench
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.stream
 
 clean:
 	rm -rf $(VENV) var staticfiles
