@@ -38,6 +38,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m paper.bench
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.soak --seconds 600
+	$(BIN)/python -m bench.stream
 
 clean:
 	rm -rf $(VENV) var staticfiles

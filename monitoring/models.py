@@ -266,3 +266,26 @@ class AlertThrottle(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} @ {self.last_raised_at:%Y-%m-%d %H:%M:%S}"
+
+
+class StreamState(models.Model):
+    """The user data stream process as it last reported itself: connected or not since when,
+    its last event and how late it arrived."""
+
+    name = models.CharField(max_length=32, unique=True, default="user-data")
+    connected = models.BooleanField(default=False)
+    since = models.DateTimeField(help_text="When it last connected or disconnected.")
+    updated_at = models.DateTimeField(help_text="The process's latest report (every few s).")
+    last_event_at = models.DateTimeField(null=True, blank=True)
+    lag_ms = models.IntegerField(
+        null=True, blank=True, help_text="Latest event: received minus the exchange's event time."
+    )
+    events = models.PositiveIntegerField(default=0, help_text="Events applied since it started.")
+    reconciles = models.PositiveIntegerField(
+        default=0, help_text="REST reconciles of a gap (reconnect, expired key, restart)."
+    )
+    error = models.CharField(max_length=255, blank=True)
+
+    def __str__(self) -> str:
+        state = "connected" if self.connected else "down"
+        return f"stream {state} since {self.since:%H:%M:%S}"

@@ -96,6 +96,7 @@ def sentinel_pass(*, gateway: ExchangeGateway | None = None) -> SentinelReport:
     try:
         now = timezone.now()
         report.findings += _heartbeat_findings(rules=rules, now=now)
+        report.findings += _stream_findings(now=now)
         positions = list(
             Position.objects.filter(status__in=Position.OPEN_STATUSES)
             .select_related("symbol")
@@ -201,6 +202,38 @@ def _heartbeat_findings(*, rules: MonitoringSettings, now: datetime) -> list[Fin
             key="sentinel.guard_stale",
             severity="critical",
             message=f"The guard {since}{detail}: stops are not being checked.",
+        )
+    ]
+
+
+# The user data stream may be down this long (a reconnect with backoff) before it is reported.
+STREAM_DOWN_AFTER = timedelta(seconds=60)
+
+
+def _stream_findings(*, now: datetime) -> list[Finding]:
+    """The user data stream down (or silent) for longer than a minute. Where it never ran,
+    nothing: the guard's passes record every close without it."""
+    from monitoring.models import StreamState
+
+    state = StreamState.objects.order_by("id").first()
+    if state is None:
+        return []
+    if not state.connected:
+        down_since = state.since
+    elif state.updated_at < now - STREAM_DOWN_AFTER:
+        down_since = state.updated_at  # the process stopped reporting: died or hung
+    else:
+        return []
+    if now - down_since <= STREAM_DOWN_AFTER:
+        return []
+    age = int((now - down_since).total_seconds())
+    detail = f" ({state.error})" if state.error else ""
+    return [
+        Finding(
+            key="sentinel.stream_down",
+            severity="warning",
+            message=f"The user data stream has been down for {age} s{detail}: closes are "
+            "recorded by the guard's passes meanwhile, seconds later.",
         )
     ]
 

@@ -22,6 +22,9 @@ POST     /paper/v1/advance       ``{"seconds": 28800}``: exchange time moves for
                                  trade and income times; funding falls due on the way)
 GET      /paper/v1/positions     non-flat positions (positionRisk v2 rows)
 GET      /paper/v1/open_orders   ``{"orders": [...], "algo_orders": [...]}``, hidden ones too
+POST     /paper/v1/stream        user data stream faults and settings (see
+                                 :func:`paper.stream_control.handle_stream_control`); answers
+                                 its status; GET: the status alone
 =======  ======================  ==============================================================
 """
 
@@ -30,6 +33,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from paper.stream_control import handle_stream_control
 from paper.symbols import symbols
 
 if TYPE_CHECKING:
@@ -60,6 +64,7 @@ def handle_control(app: PaperApp, method: str, path: str, data: dict[str, Any]) 
         app.reset_counters()
         app.limits = type(app.limits)()
         engine.slippage = Decimal(0)
+        app.user_stream.reset()
         app.on_mutation()
         return 200, {"reset": True}
     if (method, name) == ("GET", "stats"):
@@ -108,6 +113,8 @@ def handle_control(app: PaperApp, method: str, path: str, data: dict[str, Any]) 
         return 200, {"time": engine.now()}
     if (method, name) == ("GET", "positions"):
         return 200, engine.debug_positions()
+    if name == "stream":
+        return handle_stream_control(app.user_stream, method, data)
     if (method, name) == ("GET", "open_orders"):
         return 200, engine.debug_open_orders()
     return 404, {"error": f"no control endpoint {method} {path}"}

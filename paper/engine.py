@@ -70,10 +70,16 @@ class Engine:
         self.slippage = slippage
         self.start_prices = {**DEFAULT_PRICES, **(prices or {})}
         self.listeners: list[Callable[[str, Decimal], None]] = []
+        # Observers of every order, fill and wallet change (the user data stream), under the lock.
+        self.observers: list[Callable[..., None]] = []
         # Funding falls due on the exchange clock's 8-hour boundaries, unless a replay feed
         # settles it on its own (market) time and turns this off.
         self.funding_by_clock = True
         self.reset()
+
+    def _publish(self, kind: str, *records: Any) -> None:
+        for observer in self.observers:
+            observer(kind, *records)
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
@@ -273,6 +279,7 @@ class Engine:
                 trade_id=trade_id,
             )
         )
+        self._publish("income", self.incomes[-1])
         return booked
 
     def set_price(self, symbol: str, price: Decimal, mark: Decimal | None = None) -> None:
@@ -483,10 +490,12 @@ class Engine:
             update_time=now,
         )
         self.orders[order.order_id] = order
+        self._publish("order", order)
         if crosses:
             self._fill(order, qty, self._fill_price(sym, side, current), maker=False)
         elif tif in ("IOC", "FOK"):
             order.status = "EXPIRED"
+            self._publish("order", order)
         return order
 
     def place_batch(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -542,6 +551,7 @@ class Engine:
                 raise reject(-2011)
             order.status = "CANCELED"
             order.update_time = self.now()
+            self._publish("order", order)
             return order.to_binance(symbols()[order.symbol], with_time=False)
 
     def cancel_all(self, p: Params) -> dict[str, Any]:
@@ -553,6 +563,7 @@ class Engine:
                 if order.is_open and order.symbol == sym.name:
                     order.status = "CANCELED"
                     order.update_time = now
+                    self._publish("order", order)
             return {"code": 200, "msg": "The operation of cancel all open order is done."}
 
     def open_orders(self, p: Params) -> list[dict[str, Any]]:
@@ -677,6 +688,7 @@ class Engine:
             visible_at=wall_ms() + self.algo_visibility_delay_ms,
         )
         self.algos[algo.algo_id] = algo
+        self._publish("algo", algo)
         return algo
 
     def _find_algo(self, p: Params, *, missing_code: int) -> AlgoOrder:
@@ -708,6 +720,7 @@ class Engine:
                 raise reject(-2011)
             algo.algo_status = "CANCELED"
             algo.update_time = self.now()
+            self._publish("algo", algo)
             return {
                 "algoId": algo.algo_id,
                 "clientAlgoId": algo.client_algo_id,
@@ -724,6 +737,7 @@ class Engine:
                 if algo.is_open and algo.symbol == sym.name:
                     algo.algo_status = "CANCELED"
                     algo.update_time = now
+                    self._publish("algo", algo)
             return {"code": 200, "msg": "The operation of cancel all open order is done."}
 
     def open_algos(self, p: Params) -> list[dict[str, Any]]:
@@ -812,6 +826,7 @@ class Engine:
         if algo.close_position or algo.reduce_only:
             if not closes:
                 algo.algo_status = "EXPIRED"
+                self._publish("algo", algo)
                 return
             qty = abs(amount) if algo.close_position else min(qty, abs(amount))
         is_limit = algo.order_type in ("STOP", "TAKE_PROFIT")
@@ -822,6 +837,7 @@ class Engine:
             self._check_margin(sym, algo.side, qty, current if crosses else price)
         except BinanceError:
             algo.algo_status = "EXPIRED"
+            self._publish("algo", algo)
             return
         order = Order(
             order_id=next(self.order_ids),
@@ -843,6 +859,8 @@ class Engine:
         self.orders[order.order_id] = order
         algo.algo_status = "TRIGGERED"
         algo.actual_order_id = order.order_id
+        self._publish("algo", algo)
+        self._publish("order", order)
         if crosses:
             fill = fill_price if not is_limit else current
             self._fill(order, qty, self._fill_price(sym, algo.side, fill), maker=False)
@@ -850,6 +868,7 @@ class Engine:
             algo.algo_status = "FINISHED"
         else:
             algo.algo_status = "FINISHED"
+        self._publish("algo", algo)
 
     def _fill(self, order: Order, qty: Decimal, price: Decimal, *, maker: bool) -> None:
         """Execute ``qty`` of ``order`` at ``price``: position, margin, fee, PnL, trade."""
@@ -904,6 +923,7 @@ class Engine:
                 time=now,
             )
         )
+        self._publish("trade", order, self.trades[-1])
         if old != 0 and pos.amount == 0:
             self._on_flat(sym.name)
 
@@ -914,6 +934,7 @@ class Engine:
             if algo.is_open and algo.symbol == symbol and algo.close_position:
                 algo.algo_status = "CANCELED"
                 algo.update_time = now
+                self._publish("algo", algo)
 
     # ------------------------------------------------------------------ liquidation
     def _check_liquidations(self) -> None:
@@ -940,6 +961,7 @@ class Engine:
             if order.is_open and order.symbol == pos.symbol:
                 order.status = "CANCELED"
                 order.update_time = now
+                self._publish("order", order)
         wallet_before = self.usdt
         side = "SELL" if pos.amount > 0 else "BUY"
         order = Order(
@@ -957,6 +979,7 @@ class Engine:
             update_time=now,
         )
         self.orders[order.order_id] = order
+        self._publish("order", order)
         self._fill(order, abs(pos.amount), self.mark[sym.name], maker=False)
         if lose is not None:
             # An isolated position loses exactly its margin, whatever the mark price did.

@@ -14,6 +14,7 @@ from paper.feed import ReplayFeed, StaticFeed
 from paper.market import Market
 from paper.server import DEFAULT_API_KEY, DEFAULT_API_SECRET, PaperApp, PaperHTTPServer
 from paper.state import StateFile
+from paper.stream import UserStreamServer
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class PaperExchange:
         prices: dict[str, str | Decimal] | None = None,
         candle_dir: Path | None = None,
         warmup: int = 500,
+        stream_port: int | None = None,
     ) -> None:
         if feed not in ("static", "replay"):
             raise ValueError(f"feed must be 'static' or 'replay', not {feed!r}")
@@ -63,11 +65,23 @@ class PaperExchange:
             on_mutation=self.state.mark_dirty if self.state else None,
         )
         self.httpd = PaperHTTPServer((host, port), self.app)
+        # The user data stream listens on its own port (``stream_port``; 0 picks a free one,
+        # None: the HTTP port + 1), in this process.
+        self.stream_server = UserStreamServer(
+            self.app.user_stream,
+            host=host,
+            port=self.httpd.server_address[1] + 1 if stream_port is None else stream_port,
+        )
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         return self.httpd.url
+
+    @property
+    def stream_url(self) -> str:
+        """The user data stream's base URL (``ws://host:port/ws``)."""
+        return self.stream_server.url
 
     def start(self) -> PaperExchange:
         """Start feed, state saving and the HTTP server (in a background thread)."""
@@ -82,11 +96,13 @@ class PaperExchange:
             target=self.httpd.serve_forever, name="paper-http", daemon=True
         )
         self._thread.start()
+        self.stream_server.start()
         return self
 
     def stop(self) -> None:
         """Stop serving, stop the feed, write the state one last time."""
         self.app.stopping.set()
+        self.stream_server.stop()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.feed.stop()

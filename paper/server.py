@@ -29,6 +29,7 @@ from paper.errors import AHEAD_OF_SERVER, BinanceError, reject
 from paper.faults import Fault, FaultBook
 from paper.market import Market
 from paper.params import Params
+from paper.stream import UserStream
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ class Route:
     weight: Callable[[Params], int]
     signed: bool = True
     orders: int = 0
+    # USER_STREAM endpoints: the API key is checked, no timestamp or signature.
+    key_only: bool = False
 
 
 def fixed(weight: int) -> Callable[[Params], int]:
@@ -137,6 +140,7 @@ class PaperApp:
         self.on_mutation = on_mutation or (lambda: None)
         self.control_from_anywhere = control_from_anywhere
         self.stopping = threading.Event()
+        self.user_stream = UserStream(engine)
         self.routes = self._routes()
 
     # ------------------------------------------------------------------ routes
@@ -211,6 +215,16 @@ class PaperApp:
             ("GET", v1 + "fundingRate"): Route(
                 lambda r: e.funding_rate_history(r.params), fixed(1), signed=False
             ),
+            **self._listen_key_routes(),
+        }
+
+    def _listen_key_routes(self) -> dict[tuple[str, str], Route]:
+        keys = self.user_stream.keys
+        path = "/fapi/v1/listenKey"
+        return {
+            ("POST", path): Route(lambda r: keys.create(), fixed(1), False, key_only=True),
+            ("PUT", path): Route(lambda r: keys.keep_alive(), fixed(1), False, key_only=True),
+            ("DELETE", path): Route(lambda r: keys.close(), fixed(1), False, key_only=True),
         }
 
     def _exchange_info(self, r: Request) -> dict[str, Any]:
@@ -310,6 +324,8 @@ class PaperApp:
             self._charge(client_ip, weight, out)
             if route.signed:
                 self._authenticate(headers, params, query, raw_body)
+            elif route.key_only:
+                self._check_api_key(headers)
             if route.orders:
                 self._count_orders(route.orders, out)
             self.engine.catch_up()
@@ -379,6 +395,13 @@ class PaperApp:
                 raise reject(-1015, self.limits.orders_10s, "TEN_SECONDS")
             if u.orders_1m > self.limits.orders_1m:
                 raise reject(-1015, self.limits.orders_1m, "MINUTE")
+
+    def _check_api_key(self, headers: dict[str, str]) -> None:
+        key = headers.get("x-mbx-apikey", "")
+        if not key:
+            raise reject(-2014)
+        if not hmac.compare_digest(key, self.api_key):
+            raise reject(-2015)
 
     def _authenticate(self, headers: dict[str, str], params: Params, query: str, body: str) -> None:
         key = headers.get("x-mbx-apikey", "")

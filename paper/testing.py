@@ -56,6 +56,7 @@ class PaperExchangeServer:
         prices: dict[str, str | Decimal] | None = None,
         host: str = "127.0.0.1",
         extra_symbols: int | None = None,
+        stream_port: int = 0,
     ) -> PaperExchangeServer:
         """Start serving; ``port=0`` picks a free port. Returns ``self``.
 
@@ -67,6 +68,7 @@ class PaperExchangeServer:
         filters, brackets and candles; see :mod:`paper.symbols`) to list besides the six real
         ones; ``None`` reads ``PAPER_EXTRA_SYMBOLS`` (default 0). The symbol list is one per
         process: the last exchange started sets it, and :meth:`stop` puts back the one before.
+        ``stream_port``: the user data stream's port (0: a free one; see :attr:`stream_url`).
         """
         self._previous_extra = current_extra_symbols()
         set_extra_symbols(extra_symbols_from_env() if extra_symbols is None else extra_symbols)
@@ -81,6 +83,7 @@ class PaperExchangeServer:
             api_key=self.api_key,
             api_secret=self.api_secret,
             prices=prices,
+            stream_port=stream_port,
         ).start()
         return self
 
@@ -90,6 +93,14 @@ class PaperExchangeServer:
         if self.exchange is None:
             raise RuntimeError("the paper exchange is not started")
         return self.exchange.url
+
+    @property
+    def stream_url(self) -> str:
+        """The user data stream's base URL, ``ws://127.0.0.1:<port>/ws`` (ccxt's
+        ``urls['api']['ws']['linear']``)."""
+        if self.exchange is None:
+            raise RuntimeError("the paper exchange is not started")
+        return self.exchange.stream_url
 
     def stop(self) -> None:
         """Stop serving and write the state file, if any."""
@@ -186,6 +197,15 @@ class PaperControl:
     def positions(self) -> list[dict[str, Any]]:
         """Non-flat positions as positionRisk v2 rows."""
         return self._call("GET", "positions")
+
+    def stream(self, **settings: Any) -> dict[str, Any]:
+        """The user data stream: faults and settings, then its status.
+
+        ``action="drop"`` closes every connection at once, ``action="expire"`` expires the
+        listen key now; ``lose=n`` loses the next n events, ``delay_seconds`` delays each event,
+        ``listen_key_validity_seconds`` and ``max_connection_seconds`` replace 60 min and 24 h.
+        """
+        return self._call("POST", "stream", settings)
 
     def open_orders(self) -> dict[str, list[dict[str, Any]]]:
         """``{"orders": [...], "algo_orders": [...]}``, including algo orders still hidden."""

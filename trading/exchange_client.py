@@ -1,11 +1,13 @@
 """Construct the ccxt client for Binance USDT-M futures or the paper exchange.
 
-This module and ``trading.exchange`` are the only places that import ccxt.
+This module, ``trading.exchange`` and ``trading.exchange_stream`` (the user data stream) are
+the only places that import ccxt.
 """
 
 from __future__ import annotations
 
 import ccxt
+import ccxt.pro
 
 RATE_LIMIT_MS = 10
 
@@ -60,5 +62,46 @@ def create_ccxt_client(
         api = dict(client.urls["api"])
         for key, path in FUTURES_API_ROOTS.items():
             api[key] = root + path
+        client.urls["api"] = api
+    return client
+
+
+def create_ccxt_stream_client(
+    *,
+    api_key: str,
+    api_secret: str,
+    base_url: str | None = None,
+    stream_url: str | None = None,
+    demo: bool = False,
+    timeout_ms: int = 10_000,
+) -> ccxt.pro.binanceusdm:
+    """Return ccxt's WebSocket client for ``binanceusdm``; with ``base_url`` / ``stream_url``
+    its futures REST roots (listen keys) and its WebSocket root point there, nothing else
+    changes. No balance or positions snapshot is read on subscribing: the bot has its own."""
+    options: dict[str, object] = {
+        "defaultType": "future",
+        "fetchCurrencies": False,
+        "watchPositions": {"fetchPositionsSnapshot": False},
+        "watchBalance": {"fetchBalanceSnapshot": False},
+    }
+    client = ccxt.pro.binanceusdm(
+        {
+            "apiKey": api_key,
+            "secret": api_secret,
+            "enableRateLimit": True,
+            "rateLimit": RATE_LIMIT_MS,
+            "timeout": timeout_ms,
+            "options": options,
+        }
+    )
+    if demo:
+        client.enable_demo_trading(True)
+    if base_url:
+        root = base_url.rstrip("/")
+        api = dict(client.urls["api"])
+        for key, path in FUTURES_API_ROOTS.items():
+            api[key] = root + path
+        if stream_url:
+            api["ws"] = {**api["ws"], "linear": stream_url.rstrip("/")}
         client.urls["api"] = api
     return client

@@ -177,6 +177,8 @@ EXCHANGE = env.str("EXCHANGE", default="paper")
 if EXCHANGE not in {"paper", "binance"}:
     raise ImproperlyConfigured(f"EXCHANGE must be 'paper' or 'binance', not {EXCHANGE!r}.")
 PAPER_EXCHANGE_URL = env.str("PAPER_EXCHANGE_URL", default="http://127.0.0.1:8700")
+# The paper exchange's user data stream (WebSocket root, ccxt's urls["api"]["ws"]["linear"]).
+PAPER_STREAM_URL = env.str("PAPER_STREAM_URL", default="ws://127.0.0.1:8701/ws")
 PAPER_API_KEY = env.str("PAPER_API_KEY", default="arena-paper-key")
 PAPER_API_SECRET = env.str("PAPER_API_SECRET", default="arena-paper-secret")
 BINANCE_API_KEY = env.str("BINANCE_API_KEY", default="")

@@ -22,6 +22,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8700)
+        parser.add_argument(
+            "--stream-port",
+            type=int,
+            default=None,
+            help="port of the user data stream (WebSocket); default --port + 1",
+        )
         parser.add_argument("--feed", choices=("replay", "static"), default="static")
         parser.add_argument(
             "--speed", type=float, default=1.0, help="replay speed, times real time"
@@ -74,9 +80,11 @@ class Command(BaseCommand):
             feed=options["feed"],
             speed=options["speed"],
             state_file=options["state"],
+            stream_port=options["stream_port"],
         ).start()
         self.stdout.write(
-            f"paper exchange on {exchange.url} (feed {options['feed']}, speed"
+            f"paper exchange on {exchange.url}, user data stream on {exchange.stream_url}"
+            f" (feed {options['feed']}, speed"
             f" {options['speed']}, state {options['state'] or 'in memory'}, {extra} synthetic"
             " symbol(s)); Ctrl-C stops"
         )

@@ -1,0 +1,310 @@
+"""Fill → close recorded, with the user data stream and without; the guard's weight per minute.
+
+``python -m bench.stream [--closes 100] [--batch 20] [--output var/bench-stream.md]``
+
+Latency: positions are opened through the order path on ``--batch`` symbols at a time; their
+stops are then hit one by one at random moments over about one guard interval, and each close's
+latency is its close event's time minus its exit fill's exchange time. The guard runs every 5 s
+in both runs (it is the backstop in production too); the stream process's runner runs in the
+first. Weight: guard passes with 2, 20 and 50 enabled symbols and 1 to 50 open positions, per
+minute at one pass every 5 s, against Binance's 2,400.
+
+Everything runs in this process (paper exchange, stream, guard, order path share one GIL: wall
+times are a ceiling). Figures go to stdout and ``--output`` (under ``var/``, not tracked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import random
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import env
+
+OUTPUT = Path(__file__).resolve().parents[1] / "var" / "bench-stream.md"
+GUARD_SECONDS = 5.0
+WEIGHT_LIMIT = 2400
+SYMBOL_COUNTS = (2, 20, 50)
+
+
+@dataclass
+class LatencyRow:
+    mode: str
+    closes: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    by_actor: dict[str, int] = field(default_factory=dict)
+    unclosed: int = 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.stream", description=__doc__)
+    parser.add_argument("--closes", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    random.seed(args.seed)
+    synthetic = env.synthetic_symbols(max(SYMBOL_COUNTS))
+    with env.bench_database() as engine:
+        from paper.testing import PaperControl, PaperExchangeServer
+
+        with PaperExchangeServer(port=0, feed="static", extra_symbols=len(synthetic)) as server:
+            control = PaperControl(server.url)
+            control.configure(weight_limit_1m=10**9, orders_10s=10**9, orders_1m=10**9)
+            control.set_balance("USDT", "1000000")
+            env.django_setup(paper_url=server.url)
+            from django.conf import settings
+
+            settings.PAPER_STREAM_URL = server.stream_url
+            env.symbols_enable(synthetic, max_open_positions=len(synthetic) + 10)
+            names = _symbol_names(args.batch)
+            rows = [
+                latency_measure(stream=stream, closes=args.closes, names=names, control=control)
+                for stream in (True, False)
+            ]
+            weights = weight_measure(control=control)
+    lines = _report(engine=engine, rows=rows, weights=weights, batch=args.batch)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print(f"written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _symbol_names(count: int) -> list[str]:
+    """``count`` symbols; BTCUSDT's minimum quantity is above the bench's small sizes."""
+    from trading.models import Symbol
+
+    rows = Symbol.objects.exclude(name="BTCUSDT").order_by("id").values_list("name", flat=True)
+    return list(rows[:count])
+
+
+# --------------------------------------------------------------------------- latency
+def latency_measure(*, stream: bool, closes: int, names: list[str], control: Any) -> LatencyRow:
+    from bench.measure import positions_open
+    from trading.models import Position
+
+    guard = _GuardLoop().start()
+    runner = _StreamThread().start() if stream else None
+    latencies: list[float] = []
+    actors: dict[str, int] = {}
+    unclosed = 0
+    try:
+        for _ in range(math.ceil(closes / len(names))):
+            _, failures = positions_open(names=names, control=control)
+            for failure in failures:  # sizing may refuse a symbol: the others carry on
+                logging.getLogger(__name__).warning("could not open %s", failure)
+            positions = list(
+                Position.objects.filter(status=Position.Status.OPEN).select_related("symbol")
+            )
+            random.shuffle(positions)
+            for position in positions:
+                time.sleep(random.uniform(0, 2 * GUARD_SECONDS / len(positions)))
+                control.set_price(position.symbol.name, str(_below_stop(position)))
+            unclosed += _wait_closed(positions, timeout=3 * GUARD_SECONDS)
+            for position in positions:
+                latency, actor = _close_latency(position)
+                if latency is not None:
+                    latencies.append(latency)
+                    actors[actor] = actors.get(actor, 0) + 1
+    finally:
+        if runner is not None:
+            runner.stop()
+        guard.stop()
+    latencies.sort()
+    return LatencyRow(
+        mode="stream on (guard every 5 s as backstop)" if stream else "stream off (guard only)",
+        closes=len(latencies),
+        p50_ms=statistics.median(latencies),
+        p99_ms=latencies[min(len(latencies) - 1, math.ceil(0.99 * len(latencies)) - 1)],
+        max_ms=latencies[-1],
+        by_actor=actors,
+        unclosed=unclosed,
+    )
+
+
+def _below_stop(position) -> Any:
+    """Two ticks through the long's stop: the stop fires at once."""
+    return position.stop_loss_price - 2 * position.symbol.tick_size
+
+
+def _wait_closed(positions: list, *, timeout: float) -> int:
+    from trading.models import Position
+
+    ids = [p.id for p in positions]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = Position.objects.filter(id__in=ids).exclude(status=Position.Status.CLOSED).count()
+        if not left:
+            return 0
+        time.sleep(0.05)
+    return Position.objects.filter(id__in=ids).exclude(status=Position.Status.CLOSED).count()
+
+
+def _close_latency(position) -> tuple[float | None, str]:
+    """ms from the exit fill's exchange time to the close event's row; and who recorded it."""
+    from trading.models import TradeEvent
+
+    event = TradeEvent.objects.filter(position=position, kind=TradeEvent.Kind.CLOSED).first()
+    exit_fill = position.fills.filter(side="SELL").order_by("-time").first()
+    if event is None or exit_fill is None:
+        return None, ""
+    return (event.created_at - exit_fill.time).total_seconds() * 1000, event.actor
+
+
+class _GuardLoop:
+    """The guard every 5 s on its own thread, as Beat schedules it."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-guard", daemon=True)
+
+    def start(self) -> _GuardLoop:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        from django.db import close_old_connections
+
+        from trading.guard import guard_pass
+
+        if self._stop.wait(random.uniform(0, GUARD_SECONDS)):
+            return  # the first pass at a random phase, then every 5 s
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                guard_pass(gateway=env.fast_gateway())
+            except Exception as e:  # a failed pass is the next pass's business, as in Celery
+                logging.getLogger(__name__).warning("guard pass failed: %s", e)
+            self._stop.wait(max(0.0, GUARD_SECONDS - (time.monotonic() - started)))
+        close_old_connections()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+class _StreamThread:
+    """The stream process's runner on a thread with its own event loop."""
+
+    def __init__(self) -> None:
+        from trading.exchange_stream import user_data_stream_factory
+        from trading.stream_runner import StreamRunner
+
+        self.runner = StreamRunner(
+            stream_factory=user_data_stream_factory(), gateway_factory=env.fast_gateway
+        )
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="bench-stream", daemon=True)
+        self._ready = threading.Event()
+
+    def start(self) -> _StreamThread:
+        self._thread.start()
+        self._ready.wait(10)
+        deadline = time.monotonic() + 30
+        while not self.runner.connected.is_set():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the stream did not connect")
+            time.sleep(0.01)
+        return self
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._stop = asyncio.Event()
+        self._ready.set()
+        self._loop.run_until_complete(self.runner.run(self._stop))
+
+    def stop(self) -> None:
+        assert self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=30)
+
+
+# --------------------------------------------------------------------------- weight
+@dataclass
+class WeightRow:
+    symbols: int
+    positions: int
+    weight_per_pass: float
+    requests_per_pass: float
+
+    @property
+    def per_minute(self) -> float:
+        return self.weight_per_pass * 60 / GUARD_SECONDS
+
+
+def weight_measure(*, control: Any) -> list[WeightRow]:
+    from bench.measure import guard_measure, positions_open
+    from trading.models import Position, Symbol
+
+    rows = []
+    for count in SYMBOL_COUNTS:
+        Position.objects.filter(status__in=Position.OPEN_STATUSES).update(
+            status=Position.Status.CLOSED
+        )
+        control.reset()
+        control.configure(weight_limit_1m=10**9, orders_10s=10**9, orders_1m=10**9)
+        control.set_balance("USDT", "1000000")
+        names = _symbol_names(count)
+        Symbol.objects.exclude(name__in=names).update(enabled=False)
+        Symbol.objects.filter(name__in=names).update(enabled=True)
+        for positions in sorted({1, count}):
+            have = Position.objects.filter(status=Position.Status.OPEN).count()
+            positions_open(names=names[have:positions], control=control)
+            row = guard_measure(positions=positions, passes=3, control=control)
+            rows.append(WeightRow(count, positions, row.weight, row.requests))
+    return rows
+
+
+# --------------------------------------------------------------------------- report
+def _report(
+    *, engine: str, rows: list[LatencyRow], weights: list[WeightRow], batch: int
+) -> list[str]:
+    lines = [
+        "# arena: the user data stream",
+        "",
+        f"Database {engine}; paper exchange, stream runner, guard and order path in one process.",
+        "",
+        f"## Fill → close recorded ({batch} positions at a time, stops hit at random moments)",
+        "",
+        "| run | closes | p50 ms | p99 ms | max ms | recorded by | not closed in 15 s |",
+        "|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for row in rows:
+        actors = ", ".join(f"{k} {v}" for k, v in sorted(row.by_actor.items()))
+        lines.append(
+            f"| {row.mode} | {row.closes} | {row.p50_ms:.0f} | {row.p99_ms:.0f} "
+            f"| {row.max_ms:.0f} | {actors} | {row.unclosed} |"
+        )
+    lines += [
+        "",
+        "## Guard weight (one pass every 5 s)",
+        "",
+        "| enabled symbols | open positions | requests / pass | weight / pass | weight / min "
+        "| share of 2,400 |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for w in weights:
+        lines.append(
+            f"| {w.symbols} | {w.positions} | {w.requests_per_pass:g} | {w.weight_per_pass:g} "
+            f"| {w.per_minute:.0f} | {w.per_minute / WEIGHT_LIMIT:.0%} |"
+        )
+    return lines
+
+
+if __name__ == "__main__":
+    sys.exit(main())

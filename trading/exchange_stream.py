@@ -1,0 +1,169 @@
+"""The user data stream's door to the exchange: ccxt's WebSocket client for ``binanceusdm``.
+
+Like ``trading.exchange`` for REST, this is where ccxt's stream is called and its errors become
+ours. One :class:`UserDataStream` is one connection's life: ``open`` creates (or extends) the
+listen key and connects; ``next_fills`` waits for the next fills; any error means the
+connection is gone, and the caller builds a new stream after a REST reconcile of the gap.
+ccxt keeps the listen key alive itself (PUT every ``listenKeyRefreshRate``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import ccxt.pro
+from django.conf import settings
+
+from trading.errors import TemporaryError
+from trading.exchange import Fill, _bool, _dec, _time
+from trading.exchange_client import create_ccxt_stream_client
+
+logger = logging.getLogger(__name__)
+
+
+# Binance: a key lives 60 minutes after its last keep-alive; it recommends one every 30.
+KEEP_ALIVE_SECONDS = 20 * 60
+
+
+class StreamLost(TemporaryError):
+    """The user data stream is down (closed, dropped, key expired or refused): the stream
+    process reconciles the gap over REST and connects again, with backoff."""
+
+
+@dataclass(frozen=True)
+class StreamFill:
+    """One fill as ORDER_TRADE_UPDATE reports it, with the order it belongs to."""
+
+    fill: Fill
+    client_order_id: str
+    order_status: str  # the order's status after this fill: PARTIALLY_FILLED or FILLED
+    order_type: str  # the original type: MARKET, LIMIT, STOP_MARKET, LIQUIDATION, ...
+    reduce_only: bool
+    event_time: datetime  # the exchange's transaction time of the fill
+
+
+def stream_fill_parse(raw: dict[str, Any]) -> StreamFill:
+    """Parse the ``o`` object of an ORDER_TRADE_UPDATE whose execution type is TRADE."""
+    fill = Fill(
+        symbol=raw["s"],
+        order_id=str(raw["i"]),
+        side=raw["S"],
+        price=_dec(raw["L"]),
+        quantity=_dec(raw["l"]),
+        realized_pnl=_dec(raw.get("rp") or "0"),
+        commission=_dec(raw.get("n") or "0"),
+        time=_time(raw["T"]),
+        trade_id=int(raw["t"]),
+        commission_asset=raw.get("N") or "USDT",
+        maker=_bool(raw.get("m")),
+    )
+    return StreamFill(
+        fill=fill,
+        client_order_id=str(raw.get("c") or ""),
+        order_status=str(raw.get("X") or ""),
+        order_type=str(raw.get("ot") or raw.get("o") or ""),
+        reduce_only=_bool(raw.get("R")),
+        event_time=fill.time,
+    )
+
+
+class UserDataStream:
+    """One connection of the user data stream through ``ccxt.pro.binanceusdm``."""
+
+    def __init__(
+        self,
+        client_factory: Callable[[], ccxt.pro.binanceusdm],
+        *,
+        keep_alive_seconds: float = KEEP_ALIVE_SECONDS,
+    ) -> None:
+        self.client = client_factory()
+        self.keep_alive_seconds = keep_alive_seconds
+        self._trades: asyncio.Future[list[dict[str, Any]]] | None = None
+        self._keeper: asyncio.Future[None] | None = None
+
+    async def open(self, *, timeout: float = 10.0) -> None:
+        """Create (or extend) the listen key and connect; return once connected."""
+        try:
+            await asyncio.wait_for(self._open(), timeout)
+        except (TimeoutError, ccxt.BaseError, OSError) as e:
+            raise StreamLost(f"could not connect the user data stream: {e}") from e
+
+    async def _open(self) -> None:
+        await self.client.load_markets()
+        self._trades = asyncio.ensure_future(self.client.watch_my_trades())
+        while True:
+            connections = [c for c in self.client.clients.values() if "listenKey" in c.url]
+            if connections:
+                await connections[0].connected
+                self._keeper = asyncio.ensure_future(self._keep_alive())
+                return
+            if self._trades.done():
+                self._trades.result()  # raises what went wrong
+            await asyncio.sleep(0.005)
+
+    async def next_fills(self) -> list[StreamFill]:
+        """Wait for the fills that arrived since the last call (one or more)."""
+        assert self._trades is not None and self._keeper is not None, "open() first"
+        # Not cancelled when the caller stops waiting: they are ccxt's subscription and ours.
+        await asyncio.wait({self._trades, self._keeper}, return_when=asyncio.FIRST_COMPLETED)
+        if self._keeper.done():
+            self._keeper.result()  # raises StreamLost: the key could not be kept alive
+        try:
+            trades = self._trades.result()
+        except (ccxt.BaseError, OSError) as e:
+            raise StreamLost(f"user data stream lost: {type(e).__name__}: {e}") from e
+        self._trades = asyncio.ensure_future(self.client.watch_my_trades())
+        return [stream_fill_parse(trade["info"]) for trade in trades]
+
+    async def _keep_alive(self) -> None:
+        """PUT the listen key every ``keep_alive_seconds`` (ccxt's own renewal is not relied
+        on: it stops rescheduling itself). A refusal (-1125: the key expired) ends the
+        connection's life."""
+        while True:
+            await asyncio.sleep(self.keep_alive_seconds)
+            try:
+                await self.client.fapiPrivatePutListenKey()
+            except (ccxt.BaseError, OSError) as e:
+                raise StreamLost(f"listen key not kept alive: {type(e).__name__}: {e}") from e
+
+    async def close(self) -> None:
+        for task in (self._trades, self._keeper):
+            if task is not None and not task.done():
+                task.cancel()
+        try:
+            await self.client.close()
+        except Exception as e:  # closing a broken connection may fail: it is gone either way
+            logger.debug("closing the user data stream: %s", e)
+
+
+def user_data_stream_factory(
+    *, keep_alive_seconds: float = KEEP_ALIVE_SECONDS
+) -> Callable[[], UserDataStream]:
+    """Streams configured by the environment (EXCHANGE=paper|binance), like the REST gateway."""
+    timeout_ms = int(float(settings.EXCHANGE_TIMEOUT_SECONDS) * 1000)
+    if settings.EXCHANGE == "binance":
+        key, secret = settings.BINANCE_API_KEY, settings.BINANCE_API_SECRET
+        base_url, stream_url, demo = None, None, bool(settings.BINANCE_DEMO)
+    else:
+        key, secret = settings.PAPER_API_KEY, settings.PAPER_API_SECRET
+        base_url, stream_url, demo = settings.PAPER_EXCHANGE_URL, settings.PAPER_STREAM_URL, False
+
+    def client() -> ccxt.pro.binanceusdm:
+        return create_ccxt_stream_client(
+            api_key=key,
+            api_secret=secret,
+            base_url=base_url,
+            stream_url=stream_url,
+            demo=demo,
+            timeout_ms=timeout_ms,
+        )
+
+    return lambda: UserDataStream(client, keep_alive_seconds=keep_alive_seconds)
+
+
+__all__ = ["StreamFill", "StreamLost", "UserDataStream", "stream_fill_parse"]
