@@ -16,6 +16,9 @@ DELETE   /paper/v1/faults        clear every fault; hidden algo orders become vi
 GET      /paper/v1/faults        the pending faults
 POST     /paper/v1/config        ``{"weight_limit_1m": n, "orders_10s": n, "orders_1m": n,
                                  "ban_after": n, "ban_seconds": n, "slippage": "0.001"}``
+POST     /paper/v1/options       ``{"exit_on_flat": "expire"}``: change options (see
+                                 :mod:`paper.options`); answers all of them
+GET      /paper/v1/options       the options in force
 POST     /paper/v1/funding       ``{"symbol": "BTCUSDT", "rate": "-0.0003"}``: the rate
                                  published (and charged) at the next funding times
 POST     /paper/v1/advance       ``{"seconds": 28800}``: exchange time moves forward (order,
@@ -89,6 +92,12 @@ def handle_control(app: PaperApp, method: str, path: str, data: dict[str, Any]) 
         if "slippage" in data:
             engine.slippage = Decimal(str(data["slippage"]))
         return 200, {"config": data}
+    if (method, name) == ("POST", "options"):
+        with engine.lock:
+            engine.options = engine.options.updated(data)
+        return 200, engine.options.to_json()
+    if (method, name) == ("GET", "options"):
+        return 200, engine.options.to_json()
     if (method, name) == ("POST", "funding"):
         symbol = str(data["symbol"])
         if symbol not in symbols():

@@ -175,6 +175,10 @@ class PaperControl:
         """Change weight_limit_1m, orders_10s, orders_1m, ban_after, ban_seconds or slippage."""
         self._call("POST", "config", settings)
 
+    def set_options(self, **options: str | int | Decimal) -> dict[str, str]:
+        """Change options of :mod:`paper.options` until the next reset; returns them all."""
+        return self._call("POST", "options", {k: str(v) for k, v in options.items()})
+
     def set_funding_rate(self, symbol: str, rate: str | Decimal) -> None:
         """Publish ``rate`` as ``symbol``'s funding rate for the next settlements."""
         self._call("POST", "funding", {"symbol": symbol, "rate": str(rate)})
