@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
@@ -647,7 +648,7 @@ class Engine:
         if order_type not in CONDITIONAL_TYPES:
             raise reject(-1116)
         self._check_position_side(p)
-        client_id = p.client_id("clientAlgoId") or f"paper-algo-{self.now()}"
+        client_id = p.client_id("clientAlgoId") or f"paper-algo-{uuid.uuid4().hex[:24]}"
         close_position = p.boolean("closePosition")
         reduce_only = p.boolean("reduceOnly")
         working_type = p.text("workingType", "CONTRACT_PRICE") or "CONTRACT_PRICE"

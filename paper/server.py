@@ -544,6 +544,7 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = SOCKET_TIMEOUT_SECONDS
 
     def setup(self) -> None:
+        self.timeout = self.server.socket_timeout
         super().setup()
         # Headers and body go out in one write; without NODELAY a keep-alive client would wait
         # for its delayed ACK (about 40 ms) on every request.
@@ -632,6 +633,9 @@ class PaperHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # Seconds a connection may sit silent mid-request (or idle between requests) before it is
+    # closed, so slow or stuck clients cannot pile up threads.
+    socket_timeout = SOCKET_TIMEOUT_SECONDS
 
     def __init__(self, address: tuple[str, int], app: PaperApp) -> None:
         super().__init__(address, _Handler)

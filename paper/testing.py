@@ -26,6 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from paper import options as paper_options
 from paper.runtime import PaperExchange, api_credentials
 from paper.symbols import extra_symbols as current_extra_symbols
 from paper.symbols import set_extra_symbols
@@ -56,6 +57,7 @@ class PaperExchangeServer:
         prices: dict[str, str | Decimal] | None = None,
         host: str = "127.0.0.1",
         extra_symbols: int | None = None,
+        options: dict[str, str] | None = None,
     ) -> PaperExchangeServer:
         """Start serving; ``port=0`` picks a free port. Returns ``self``.
 
@@ -67,6 +69,8 @@ class PaperExchangeServer:
         filters, brackets and candles; see :mod:`paper.symbols`) to list besides the six real
         ones; ``None`` reads ``PAPER_EXTRA_SYMBOLS`` (default 0). The symbol list is one per
         process: the last exchange started sets it, and :meth:`stop` puts back the one before.
+        ``options``: :mod:`paper.options` settings over those of ``PAPER_OPTIONS``; a reset
+        returns to them.
         """
         self._previous_extra = current_extra_symbols()
         set_extra_symbols(extra_symbols_from_env() if extra_symbols is None else extra_symbols)
@@ -81,6 +85,7 @@ class PaperExchangeServer:
             api_key=self.api_key,
             api_secret=self.api_secret,
             prices=prices,
+            options=paper_options.from_env().updated(options or {}),
         ).start()
         return self
 

@@ -8,9 +8,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from paper import options as paper_options
 from paper.runtime import PaperExchange
+from paper.state import StateFileError
 from paper.symbols import set_extra_symbols
 from paper.testing import extra_symbols_from_env
 
@@ -38,22 +40,47 @@ class Command(BaseCommand):
             ),
         )
 
+        parser.add_argument(
+            "--option",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help=(
+                "where Binance's docs and live behaviour differ, which side to play (repeatable;"
+                " see paper/options.py), e.g. --option exit_on_flat=expire; over PAPER_OPTIONS"
+            ),
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         extra = options["extra_symbols"]
         extra = extra_symbols_from_env() if extra is None else extra
         set_extra_symbols(extra)
+        try:
+            behaviour = paper_options.from_env().updated(
+                paper_options.parse_pairs(",".join(options["option"]))
+            )
+        except ValueError as e:
+            raise CommandError(f"--option: {e}") from e
         exchange = PaperExchange(
             host=options["host"],
             port=options["port"],
             feed=options["feed"],
             speed=options["speed"],
             state_file=options["state"],
-        ).start()
+            options=behaviour,
+        )
+        try:
+            exchange.start()
+        except StateFileError as e:
+            raise CommandError(str(e)) from e
         self.stdout.write(
             f"paper exchange on {exchange.url} (feed {options['feed']}, speed"
             f" {options['speed']}, state {options['state'] or 'in memory'}, {extra} synthetic"
             " symbol(s)); Ctrl-C stops"
+        )
+        self.stdout.write(
+            "options: " + ", ".join(f"{k}={v}" for k, v in behaviour.to_json().items())
         )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
