@@ -28,6 +28,13 @@ Option                      Values           Meaning
 ``depth_step_bps``          ``0`` .. ``100`` Distance between book levels in basis points (at
                             (default ``1``)  least one tick).
 ==========================  ===============  =================================================
+
+The bot's order-path, guard and emergency tests run under either side of every option through
+``PAPER_OPTIONS``, which the tests' paper exchange reads at start, e.g.::
+
+    export PAPER_OPTIONS=exit_on_flat=expire,oversize_reduce_only=shrink,\
+    close_without_position=accept,stop_spread_bps=0
+    .venv/bin/pytest tests/trading tests/guard tests/operator/test_emergency_close.py
 """
 
 from __future__ import annotations
