@@ -20,8 +20,10 @@ Option                      Values           Meaning
                             (default),       open order on the symbol answers -4509 (observed
                             ``accept``       live) or is accepted and waits.
 ``stop_spread_bps``         ``0`` .. ``1000``  Basis points a triggered stop's market order fills
-                            (default ``2``)  beyond the price the path reached (the spread it
-                                             crosses).
+                            (default ``0``)  beyond the price the path reached, for stress: even
+                                             at 0 a stop fills at the price the path reached
+                                             (a gap's price, the next step of a fast move),
+                                             never at its trigger.
 ``market_depth``            USDT, > 0        Notional resting on each price level of the book
                             (default         (levels ``depth_step_bps`` apart); a market order
                             ``250000``)      larger than one level walks the book.
@@ -33,7 +35,7 @@ The bot's order-path, guard and emergency tests run under either side of every o
 ``PAPER_OPTIONS``, which the tests' paper exchange reads at start, e.g.::
 
     export PAPER_OPTIONS=exit_on_flat=expire,oversize_reduce_only=shrink,\
-    close_without_position=accept,stop_spread_bps=0
+    close_without_position=accept
     .venv/bin/pytest tests/trading tests/guard tests/operator/test_emergency_close.py
 """
 
@@ -63,7 +65,7 @@ class Options:
     exit_on_flat: str = "keep"
     oversize_reduce_only: str = "reject"
     close_without_position: str = "reject"
-    stop_spread_bps: Decimal = Decimal(2)
+    stop_spread_bps: Decimal = Decimal(0)
     market_depth: Decimal = Decimal(250_000)
     depth_step_bps: Decimal = Decimal(1)
 

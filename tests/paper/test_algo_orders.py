@@ -73,8 +73,8 @@ def test_stop_market_when_price_gaps_through_then_position_closed_at_new_price(
     assert status["algoStatus"] == "FINISHED"
     assert status["actualOrderId"] != ""
     assert position_amount(exchange, BTC) == 0
-    assert trade["price"] == "93981.20"  # 94000 less the default 2 bps spread
-    assert Decimal(trade["realizedPnl"]) == Decimal("-60.188")
+    assert trade["price"] == "94000.00"  # the price reached, not the trigger
+    assert Decimal(trade["realizedPnl"]) == Decimal("-60")
     assert exchange.fetch_open_orders(BTC, params={"trigger": True}) == []
 
 
@@ -89,8 +89,7 @@ def test_take_profit_market_when_price_reaches_then_position_closed(
     control.set_price("BTCUSDT", "105000")
 
     assert position_amount(exchange, BTC) == 0
-    # The market order fills 2 bps (the default spread) below 105000: 104979.0.
-    assert Decimal(exchange.fetch_my_trades(BTC)[-1]["info"]["realizedPnl"]) == Decimal("49.79")
+    assert Decimal(exchange.fetch_my_trades(BTC)[-1]["info"]["realizedPnl"]) == Decimal("50")
 
 
 def test_create_order_when_stop_would_trigger_immediately_then_rejected_with_2021(
@@ -274,4 +273,4 @@ def test_stop_when_working_type_mark_price_then_triggers_on_mark_not_last(
     control.set_price("BTCUSDT", "94500", mark_price="94900")
 
     assert position_amount(exchange, BTC) == 0
-    assert exchange.fetch_my_trades(BTC)[-1]["info"]["price"] == "94481.10"  # less 2 bps
+    assert exchange.fetch_my_trades(BTC)[-1]["info"]["price"] == "94500.00"

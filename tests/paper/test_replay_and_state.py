@@ -82,8 +82,8 @@ def test_replay_step_when_candle_wicks_through_stop_then_fills_at_next_point_pas
 
     assert engine.positions["BTCUSDT"].amount == 0
     # The fall 100200 -> 98000 is walked in 8 steps of 275: the first at or under the trigger
-    # is 98825, less the default 2 bps spread, down to the tick.
-    assert engine.trades[-1].price == Decimal("98805.2")
+    # is 98825, the next price the path offers.
+    assert engine.trades[-1].price == Decimal("98825")
 
 
 def test_replay_step_when_candle_opens_below_stop_then_gap_fills_at_open() -> None:
@@ -94,7 +94,7 @@ def test_replay_step_when_candle_opens_below_stop_then_gap_fills_at_open() -> No
 
     feed.step()
 
-    assert engine.trades[-1].price == Decimal("96980.6")  # the open less 2 bps
+    assert engine.trades[-1].price == Decimal("97000")  # the open
 
 
 def test_replay_klines_when_candles_played_then_served_up_to_now() -> None:

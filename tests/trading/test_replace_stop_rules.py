@@ -1,5 +1,6 @@
-"""Moving a stop under Binance's rule of one closePosition stop per side (-4130): the position
-keeps a stop at every instant, under either answer to "what happens to exits on flat"."""
+"""Binance's rules the bot meets head-on: moving a stop under one closePosition stop per side
+(-4130), the position keeping a stop at every instant under either answer to "what happens to
+exits on flat"; and a hedge-mode account refused on the exchange's real answer."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from decimal import Decimal
 import pytest
 
 from trading.errors import OrderRejected
-from trading.exchange import ExchangeGateway
+from trading.exchange import ExchangeGateway, _account_mode_checked
 from trading.models import Order, Position, Symbol
-from trading.services import position_open, position_replace_stop
+from trading.services import OpenOutcome, position_open, position_replace_stop
 
 from .conftest import exchange_quantity
 
@@ -109,3 +110,20 @@ def test_replace_stop_when_replacement_refused_then_old_stop_kept(
 
     assert [s["triggerPrice"] for s in _stops(market)] == old
     assert Order.objects.filter(purpose="SL", status="REJECTED").count() == 1
+
+
+def test_open_when_account_switched_to_hedge_mode_then_refused_with_nothing_sent(
+    market: object, btc: Symbol, gateway: ExchangeGateway
+) -> None:
+    gateway.client.fapiPrivatePostPositionSideDual({"dualSidePosition": "true"})
+    _account_mode_checked.clear()  # this process may have seen one-way mode a moment ago
+    orders_before = market.stats()["requests"].get("POST /fapi/v1/order", 0)
+
+    outcome = position_open(symbol=btc, side="LONG", reason="test", gateway=gateway)
+
+    assert outcome.status == OpenOutcome.REFUSED
+    assert "hedge mode" in outcome.reason
+    assert market.stats()["requests"].get("POST /fapi/v1/order", 0) == orders_before
+    assert exchange_quantity(market, "BTCUSDT") == 0
+    gateway.client.fapiPrivatePostPositionSideDual({"dualSidePosition": "false"})
+    _account_mode_checked.clear()
