@@ -950,15 +950,31 @@ class Engine:
         """
         sym = symbols()[order.symbol]
         level_qty, step = self.book_level(sym, price)
+        buy = order.side == "BUY"
+        limit = order.price if order.type == "LIMIT" else None
+
+        def level_price(level: int) -> Decimal:
+            offset = step * level
+            return price + offset if buy else max(sym.tick, price - offset)
+
+        def within_limit(at: Decimal) -> bool:
+            return limit is None or (at <= limit if buy else at >= limit)
+
+        if order.time_in_force == "FOK":
+            last_level = int((qty / level_qty).to_integral_value(rounding=ROUND_CEILING)) - 1
+            if not within_limit(level_price(last_level)):
+                order.status = "EXPIRED"  # fill or kill: the book cannot fill it all
+                return
         level = 0
         remaining = qty
-        while remaining > 0 and order.is_open:
+        while remaining > 0 and order.is_open and within_limit(level_price(level)):
             take = min(remaining, level_qty)
-            offset = step * level
-            level_price = price + offset if order.side == "BUY" else max(sym.tick, price - offset)
-            self._execute(order, take, level_price, maker=False)
+            self._execute(order, take, level_price(level), maker=False)
             remaining -= take
             level += 1
+        if remaining > 0 and order.is_open and order.time_in_force == "IOC":
+            order.status = "EXPIRED"  # what the book could not fill at the limit is dropped
+        # A GTC limit order keeps the rest on the book at its price.
 
     def book_level(self, sym: Symbol, price: Decimal) -> tuple[Decimal, Decimal]:
         """The quantity on each book level around ``price`` and the distance between levels."""

@@ -141,3 +141,38 @@ def test_replay_when_mark_lags_then_mark_price_stop_holds_while_contract_stop_fi
     assert engine.algos[stops["CONTRACT_PRICE"]].algo_status == "FINISHED"
     assert engine.algos[stops["MARK_PRICE"]].algo_status == "NEW"
     assert engine.mark["BTCUSDT"] > Decimal("99000")
+
+
+def test_limit_order_when_crossing_beyond_one_level_then_fills_to_its_price_and_rests(
+    exchange: ccxt.binanceusdm, control: PaperControl
+) -> None:
+    control.set_options(market_depth=1000, depth_step_bps=1)  # 0.01 BTC per level, 10 apart
+
+    order = exchange.create_order(BTC, "limit", "buy", 0.05, 100_015)
+
+    trades = exchange.fetch_my_trades(BTC)
+    assert [t["price"] for t in trades] == [100_000, 100_010]
+    assert exchange.fetch_order(order["id"], BTC)["info"]["status"] == "PARTIALLY_FILLED"
+    assert position_amount(exchange, BTC) == Decimal("0.02")
+
+
+def test_limit_ioc_when_book_short_at_its_price_then_rest_expires(
+    exchange: ccxt.binanceusdm, control: PaperControl
+) -> None:
+    control.set_options(market_depth=1000, depth_step_bps=1)
+
+    order = exchange.create_order(BTC, "limit", "buy", 0.05, 100_015, {"timeInForce": "IOC"})
+
+    assert exchange.fetch_order(order["id"], BTC)["info"]["status"] == "EXPIRED"
+    assert position_amount(exchange, BTC) == Decimal("0.02")
+
+
+def test_limit_fok_when_book_short_at_its_price_then_nothing_fills(
+    exchange: ccxt.binanceusdm, control: PaperControl
+) -> None:
+    control.set_options(market_depth=1000, depth_step_bps=1)
+
+    order = exchange.create_order(BTC, "limit", "buy", 0.05, 100_015, {"timeInForce": "FOK"})
+
+    assert exchange.fetch_order(order["id"], BTC)["info"]["status"] == "EXPIRED"
+    assert position_amount(exchange, BTC) == 0
