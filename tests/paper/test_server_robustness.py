@@ -15,6 +15,7 @@ from pathlib import Path
 import ccxt
 import pytest
 import requests
+from django.core.management import CommandError, call_command
 
 from paper.state import StateFileError
 from paper.testing import PaperControl, PaperExchangeServer
@@ -248,3 +249,18 @@ def test_soak_when_malformed_requests_hammer_control_and_orders_then_serving_and
     assert len(exchange.fetch_open_orders(BTC)) == 1
     assert exchange.fetch_ticker(BTC)["last"] == 100_000
     assert usdt(exchange) == Decimal("9999.5")
+
+
+def test_command_when_state_file_malformed_then_command_error_names_the_file(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "paper.json"
+    state.write_text("[1, 2")
+
+    with pytest.raises(CommandError, match=r"paper\.json is not a readable paper exchange state"):
+        call_command("paper_exchange", "--port", "0", "--state", str(state))
+
+
+def test_command_when_option_value_unknown_then_command_error_lists_the_choices() -> None:
+    with pytest.raises(CommandError, match="exit_on_flat must be one of keep, expire"):
+        call_command("paper_exchange", "--port", "0", "--option", "exit_on_flat=maybe")
