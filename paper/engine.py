@@ -11,13 +11,15 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import uuid
 from collections.abc import Callable
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from paper import funding, rules
 from paper.errors import BinanceError, reject
 from paper.funding import FundingEvent
+from paper.options import Options
 from paper.params import Params
 from paper.records import (
     INCOME_TYPES,
@@ -49,6 +51,11 @@ TIME_IN_FORCE = ("GTC", "IOC", "FOK", "GTX", "GTD")
 # Algo ids live far above order ids, as on Binance, so one can never be mistaken for the other.
 FIRST_ALGO_ID = 1_000_000_000_000
 WEEK_MS = 7 * 24 * 3600 * 1000
+# A continuous move is walked in this many equal steps; a stop passed on the way fills at the
+# first step beyond its trigger (the next price the path offers), not at the trigger itself.
+PATH_STEPS = 8
+# Paying fees in BNB (feeBurn) takes 10% off, as on Binance.
+BNB_FEE_DISCOUNT = Decimal("0.9")
 
 
 def wall_ms() -> int:
@@ -64,8 +71,10 @@ class Engine:
         clock: Callable[[], int] = wall_ms,
         prices: dict[str, Decimal] | None = None,
         slippage: Decimal = ZERO,
+        options: Options | None = None,
     ) -> None:
         self.lock = threading.RLock()
+        self.start_options = options or Options()
         self.clock = clock
         self.slippage = slippage
         self.start_prices = {**DEFAULT_PRICES, **(prices or {})}
@@ -85,7 +94,10 @@ class Engine:
     def reset(self) -> None:
         """Forget every order, position and trade; restore start prices and balance."""
         with self.lock:
+            self.options = self.start_options
             self.wallet: dict[str, Decimal] = {"USDT": DEFAULT_BALANCE}
+            self.dual_side = False
+            self.fee_burn = False
             self.last: dict[str, Decimal] = {}
             self.mark: dict[str, Decimal] = {}
             for name, price in self.start_prices.items():
@@ -138,6 +150,8 @@ class Engine:
                 "trades": [dump(t) for t in self.trades],
                 "incomes": [dump(i) for i in self.incomes],
                 "orders_accepted": self.orders_accepted,
+                "dual_side": self.dual_side,
+                "fee_burn": self.fee_burn,
                 "time_offset_ms": self.time_offset_ms,
                 "funding_rates": {k: str(v) for k, v in self.funding_rates.items()},
                 "funding_settled_at": self.funding_settled_at,
@@ -165,6 +179,8 @@ class Engine:
             self.trade_ids = itertools.count(max((t.trade_id for t in self.trades), default=0) + 1)
             self.orders_accepted = int(state.get("orders_accepted", 0))
             self.time_offset_ms = int(state.get("time_offset_ms", 0))
+            self.dual_side = bool(state.get("dual_side", False))
+            self.fee_burn = bool(state.get("fee_burn", False))
             if "funding_history" in state:
                 self.funding_rates.update(
                     {k: Decimal(v) for k, v in state["funding_rates"].items() if k in symbols()}
@@ -289,9 +305,10 @@ class Engine:
         """
         self._move(symbol, price, continuous=False, mark=mark)
 
-    def move_price(self, symbol: str, price: Decimal) -> None:
-        """Move continuously to ``price``; a stop passed on the way fills at its trigger."""
-        self._move(symbol, price, continuous=True)
+    def move_price(self, symbol: str, price: Decimal, mark: Decimal | None = None) -> None:
+        """Move continuously to ``price``; a stop passed on the way fills at the next point of
+        the path beyond its trigger. ``mark`` sets the mark price apart, as for set_price."""
+        self._move(symbol, price, continuous=True, mark=mark)
 
     def _move(
         self, symbol: str, price: Decimal, *, continuous: bool, mark: Decimal | None = None
@@ -392,11 +409,37 @@ class Engine:
         if not allowed or leverage > allowed[0].max_leverage:
             raise reject(-2027)
 
-    def _check_reduce_only(self, symbol: str, side: str, qty: Decimal) -> None:
+    def _closable(self, symbol: str, side: str) -> Decimal:
+        """How much an order on ``side`` can close of the position now (0 if it would open)."""
         amount = self.positions[symbol].amount
         closes = amount != 0 and (amount > 0) == (side == "SELL")
-        if not closes or qty > abs(amount):
+        return abs(amount) if closes else ZERO
+
+    def _reduce_only_qty(self, symbol: str, side: str, qty: Decimal) -> Decimal:
+        """The quantity a new reduce-only order may have, or Binance's rejection.
+
+        Larger than the position: -2022 (documented) or shrunk to the position (observed), as
+        the ``oversize_reduce_only`` option says. With the reduce-only orders already open on
+        that side it must still fit in the position: -4118 otherwise.
+        """
+        closable = self._closable(symbol, side)
+        if not closable:
             raise reject(-2022)
+        if qty > closable:
+            if self.options.oversize_reduce_only == "reject":
+                raise reject(-2022)
+            qty = closable
+        waiting = sum(
+            (
+                o.orig_qty - o.executed_qty
+                for o in self.orders.values()
+                if o.is_open and o.symbol == symbol and o.reduce_only and o.side == side
+            ),
+            ZERO,
+        )
+        if waiting + qty > closable:
+            raise reject(-4118)
+        return qty
 
     def _client_id_in_use(self, client_id: str) -> bool:
         return any(
@@ -434,9 +477,7 @@ class Engine:
             raise reject(-4120)
         if order_type not in ("LIMIT", "MARKET"):
             raise reject(-1116)
-        position_side = p.text("positionSide", "BOTH")
-        if position_side != "BOTH":
-            raise reject(-4061)
+        self._check_position_side(p)
         client_id = p.client_id("newClientOrderId") or f"paper-{self.now()}-{next(self.order_ids)}"
         reduce_only = p.boolean("reduceOnly")
         if p.boolean("closePosition"):
@@ -467,7 +508,7 @@ class Engine:
         if order_type == "LIMIT" and open_count >= sym.max_orders:
             raise reject(-2025)
         if reduce_only:
-            self._check_reduce_only(sym.name, side, qty)
+            qty = self._reduce_only_qty(sym.name, side, qty)
         crosses = order_type == "MARKET" or (
             price >= current if side == "BUY" else price <= current
         )
@@ -492,11 +533,24 @@ class Engine:
         self.orders[order.order_id] = order
         self._publish("order", order)
         if crosses:
-            self._fill(order, qty, self._fill_price(sym, side, current), maker=False)
+            self._take(order, qty, self._fill_price(sym, side, current))
         elif tif in ("IOC", "FOK"):
             order.status = "EXPIRED"
             self._publish("order", order)
         return order
+
+    def _check_position_side(self, p: Params) -> None:
+        """One-way mode takes BOTH only; hedge mode requires LONG or SHORT."""
+        position_side = p.text("positionSide", "BOTH")
+        if not self.dual_side:
+            if position_side != "BOTH":
+                raise reject(-4061)
+            return
+        if position_side not in ("LONG", "SHORT"):
+            raise reject(-4061)
+        # Hedge-mode positions are not simulated: the account can be switched (so a client
+        # sees Binance's answers), but it cannot trade until switched back.
+        raise reject(-1020)
 
     def place_batch(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``POST /fapi/v1/batchOrders``: each order succeeds or fails on its own."""
@@ -604,9 +658,8 @@ class Engine:
             raise reject(-1117)
         if order_type not in CONDITIONAL_TYPES:
             raise reject(-1116)
-        if p.text("positionSide", "BOTH") != "BOTH":
-            raise reject(-4061)
-        client_id = p.client_id("clientAlgoId") or f"paper-algo-{self.now()}"
+        self._check_position_side(p)
+        client_id = p.client_id("clientAlgoId") or f"paper-algo-{uuid.uuid4().hex[:24]}"
         close_position = p.boolean("closePosition")
         reduce_only = p.boolean("reduceOnly")
         working_type = p.text("workingType", "CONTRACT_PRICE") or "CONTRACT_PRICE"
@@ -639,6 +692,9 @@ class Engine:
             trigger = trigger_in
         price = ZERO
         tif = p.text("timeInForce", "GTC") or "GTC"
+        if close_position:
+            # Binance reports closePosition orders as GTE_GTC: good till the position ends.
+            tif = "GTE_GTC"
         if order_type in ("STOP", "TAKE_PROFIT"):
             price_in = p.decimal("price", required=True)
             assert price_in is not None
@@ -658,6 +714,8 @@ class Engine:
         open_algos = sum(1 for a in self.algos.values() if a.is_open and a.symbol == sym.name)
         if open_algos >= sym.max_algo_orders:
             raise reject(-4045)
+        if close_position:
+            self._check_close_position(sym.name, side, order_type)
         current = self._price_of(sym.name, working_type)
         if order_type == "TRAILING_STOP_MARKET":
             if activate and (activate <= current if side == "SELL" else activate >= current):
@@ -690,6 +748,24 @@ class Engine:
         self.algos[algo.algo_id] = algo
         self._publish("algo", algo)
         return algo
+
+    def _check_close_position(self, symbol: str, side: str, order_type: str) -> None:
+        """One open closePosition order per type and side (-4130), and something to close."""
+        if any(
+            a.is_open
+            and a.symbol == symbol
+            and a.close_position
+            and a.side == side
+            and a.order_type == order_type
+            for a in self.algos.values()
+        ):
+            raise reject(-4130)
+        if (
+            self.options.close_without_position == "reject"
+            and not self.positions[symbol].amount
+            and not self._has_open_orders(symbol)
+        ):
+            raise reject(-4509)
 
     def _find_algo(self, p: Params, *, missing_code: int) -> AlgoOrder:
         algo_id = p.integer("algoId")
@@ -773,9 +849,10 @@ class Engine:
             if (order.side == "BUY" and end <= order.price) or (
                 order.side == "SELL" and end >= order.price
             ):
-                self._fill(order, order.orig_qty - order.executed_qty, order.price, maker=True)
+                self._execute(order, order.orig_qty - order.executed_qty, order.price, maker=True)
         # Stops fire in the order the price path reaches them. A triggered stop is a market
-        # order: after a jump it fills at the last price, whatever price triggered it.
+        # order: after a jump it fills at the last price, whatever price triggered it; inside a
+        # continuous move at the next price the path offers beyond the trigger.
         last = self.last[sym.name]
         due: list[tuple[Decimal, AlgoOrder, Decimal]] = []
         for algo in list(self.algos.values()):
@@ -788,7 +865,9 @@ class Engine:
                     continue
                 fill = stop if continuous else last
             elif _triggered(algo.order_type, algo.side, algo.trigger_price, price):
-                fill = algo.trigger_price if continuous else last
+                fill = last
+                if continuous and algo.working_type == "CONTRACT_PRICE":
+                    fill = _next_on_path(start, end, algo.trigger_price, sym.tick)
             else:
                 continue
             due.append((abs(fill - start), algo, fill))
@@ -820,15 +899,14 @@ class Engine:
     def _trigger(self, sym: Symbol, algo: AlgoOrder, fill_price: Decimal) -> None:
         now = self.now()
         algo.trigger_time = algo.update_time = now
-        amount = self.positions[sym.name].amount
-        closes = amount != 0 and (amount > 0) == (algo.side == "SELL")
+        closable = self._closable(sym.name, algo.side)
         qty = algo.quantity
         if algo.close_position or algo.reduce_only:
-            if not closes:
+            if not closable:
                 algo.algo_status = "EXPIRED"
                 self._publish("algo", algo)
                 return
-            qty = abs(amount) if algo.close_position else min(qty, abs(amount))
+            qty = closable if algo.close_position else min(qty, closable)
         is_limit = algo.order_type in ("STOP", "TAKE_PROFIT")
         price = algo.price if is_limit else ZERO
         current = self.last[sym.name]
@@ -836,7 +914,8 @@ class Engine:
         try:
             self._check_margin(sym, algo.side, qty, current if crosses else price)
         except BinanceError:
-            algo.algo_status = "EXPIRED"
+            # The order it would become fails the margin check: Binance reports REJECTED.
+            algo.algo_status = "REJECTED"
             self._publish("algo", algo)
             return
         order = Order(
@@ -845,7 +924,7 @@ class Engine:
             symbol=sym.name,
             side=algo.side,
             type="LIMIT" if is_limit else "MARKET",
-            time_in_force=algo.time_in_force if is_limit else "GTC",
+            time_in_force=algo.time_in_force if is_limit or algo.close_position else "GTC",
             orig_qty=qty,
             price=price,
             reduce_only=algo.reduce_only or algo.close_position,
@@ -862,13 +941,83 @@ class Engine:
         self._publish("algo", algo)
         self._publish("order", order)
         if crosses:
-            fill = fill_price if not is_limit else current
-            self._fill(order, qty, self._fill_price(sym, algo.side, fill), maker=False)
+            if is_limit:
+                self._take(order, qty, self._fill_price(sym, algo.side, current))
+            else:
+                spread = self._stop_spread(sym, algo.side, fill_price)
+                self._take(order, qty, self._fill_price(sym, algo.side, spread))
             algo.actual_price = order.avg
             algo.algo_status = "FINISHED"
         else:
             algo.algo_status = "FINISHED"
         self._publish("algo", algo)
+
+    def _stop_spread(self, sym: Symbol, side: str, price: Decimal) -> Decimal:
+        """The price a triggered market order gets: ``stop_spread_bps`` worse, on the tick."""
+        bps = self.options.stop_spread_bps
+        if not bps:
+            return price
+        if side == "BUY":
+            return _to_tick(price * (1 + bps / 10_000), sym.tick, ROUND_CEILING)
+        return max(sym.tick, _to_tick(price * (1 - bps / 10_000), sym.tick, ROUND_FLOOR))
+
+    def _take(self, order: Order, qty: Decimal, price: Decimal) -> None:
+        """Fill a taker order from ``price`` on, walking the book level by level.
+
+        Each level holds ``market_depth`` USDT and lies ``depth_step_bps`` (at least a tick)
+        beyond the one before, so an order larger than a level pays impact: one trade per level.
+        """
+        sym = symbols()[order.symbol]
+        level_qty, step = self.book_level(sym, price)
+        buy = order.side == "BUY"
+        limit = order.price if order.type == "LIMIT" else None
+
+        def level_price(level: int) -> Decimal:
+            offset = step * level
+            return price + offset if buy else max(sym.tick, price - offset)
+
+        def within_limit(at: Decimal) -> bool:
+            return limit is None or (at <= limit if buy else at >= limit)
+
+        if order.time_in_force == "FOK":
+            last_level = int((qty / level_qty).to_integral_value(rounding=ROUND_CEILING)) - 1
+            if not within_limit(level_price(last_level)):
+                order.status = "EXPIRED"  # fill or kill: the book cannot fill it all
+                return
+        level = 0
+        remaining = qty
+        while remaining > 0 and order.is_open and within_limit(level_price(level)):
+            take = min(remaining, level_qty)
+            self._execute(order, take, level_price(level), maker=False)
+            remaining -= take
+            level += 1
+        if remaining > 0 and order.is_open and order.time_in_force == "IOC":
+            order.status = "EXPIRED"  # what the book could not fill at the limit is dropped
+        # A GTC limit order keeps the rest on the book at its price.
+
+    def book_level(self, sym: Symbol, price: Decimal) -> tuple[Decimal, Decimal]:
+        """The quantity on each book level around ``price`` and the distance between levels."""
+        level_qty = (self.options.market_depth / price).quantize(sym.step, rounding=ROUND_FLOOR)
+        level_qty = max(sym.step, level_qty - level_qty % sym.step)
+        step = _to_tick(price * self.options.depth_step_bps / 10_000, sym.tick, ROUND_CEILING)
+        return level_qty, max(sym.tick, step)
+
+    def _execute(self, order: Order, qty: Decimal, price: Decimal, *, maker: bool) -> None:
+        """Fill ``qty`` of ``order``; a reduce-only order is checked again against the position.
+
+        A reduce-only order never opens or flips a position: it fills what it can still close
+        and the rest expires, as on Binance.
+        """
+        if order.reduce_only:
+            closable = self._closable(order.symbol, order.side)
+            if closable < qty:
+                if closable:
+                    self._fill(order, closable, price, maker=maker)
+                if order.is_open:
+                    order.status = "EXPIRED"
+                    order.update_time = self.now()
+                return
+        self._fill(order, qty, price, maker=maker)
 
     def _fill(self, order: Order, qty: Decimal, price: Decimal, *, maker: bool) -> None:
         """Execute ``qty`` of ``order`` at ``price``: position, margin, fee, PnL, trade."""
@@ -904,7 +1053,8 @@ class Engine:
         realized = _wallet_amount(realized)
         trade_id = next(self.trade_ids)
         self._book("REALIZED_PNL", realized, symbol=sym.name, trade_id=str(trade_id))
-        self._book("COMMISSION", -fee, symbol=sym.name, trade_id=str(trade_id))
+        fee, fee_asset = self._fee_in_bnb(fee)
+        self._book("COMMISSION", -fee, symbol=sym.name, trade_id=str(trade_id), asset=fee_asset)
         order.executed_qty += qty
         order.cum_quote += qty * price
         order.status = "FILLED" if order.executed_qty >= order.orig_qty else "PARTIALLY_FILLED"
@@ -921,18 +1071,35 @@ class Engine:
                 commission=fee,
                 maker=maker,
                 time=now,
+                commission_asset=fee_asset,
             )
         )
         self._publish("trade", order, self.trades[-1])
         if old != 0 and pos.amount == 0:
             self._on_flat(sym.name)
 
+    def _fee_in_bnb(self, fee: Decimal) -> tuple[Decimal, str]:
+        """With feeBurn on and enough BNB, the fee is paid in BNB at a 10% discount."""
+        bnb_price = self.mark.get("BNBUSDT")
+        if not self.fee_burn or not fee or not bnb_price:
+            return fee, "USDT"
+        in_bnb = _wallet_amount(fee * BNB_FEE_DISCOUNT / bnb_price)
+        if in_bnb <= 0 or self.wallet.get("BNB", ZERO) < in_bnb:
+            return fee, "USDT"
+        return in_bnb, "BNB"
+
     def _on_flat(self, symbol: str) -> None:
-        """A position went flat: its closePosition algo orders have nothing left to close."""
+        """A position went flat: its closePosition orders have nothing left to close.
+
+        Binance's algo-order documentation has the system expire them (EXPIRED); users of the
+        older API saw them stay open. The ``exit_on_flat`` option picks one.
+        """
+        if self.options.exit_on_flat != "expire":
+            return
         now = self.now()
         for algo in self.algos.values():
             if algo.is_open and algo.symbol == symbol and algo.close_position:
-                algo.algo_status = "CANCELED"
+                algo.algo_status = "EXPIRED"
                 algo.update_time = now
                 self._publish("algo", algo)
 
@@ -1000,7 +1167,7 @@ class Engine:
             if not allowed or leverage > allowed[0].max_leverage:
                 raise reject(-2027)
             self.settings[sym.name].leverage = leverage
-            cap = next(b.cap for b in sym.brackets if b.max_leverage <= leverage)
+            cap = self._max_notional(sym.name)
             return {"leverage": leverage, "maxNotionalValue": f"{cap:f}", "symbol": sym.name}
 
     def set_margin_type(self, p: Params) -> dict[str, Any]:
@@ -1023,8 +1190,13 @@ class Engine:
             return {"code": 200, "msg": "success"}
 
     def _max_notional(self, symbol: str) -> Decimal:
+        """The largest position the leverage allows: the cap of the last bracket that takes it.
+
+        A leverage between two brackets' maxima (say 30x between 25x and 50x) is allowed only
+        in the brackets that permit at least that much, so the lower cap applies.
+        """
         leverage = self.settings[symbol].leverage
-        return next(b.cap for b in symbols()[symbol].brackets if b.max_leverage <= leverage)
+        return max(b.cap for b in symbols()[symbol].brackets if b.max_leverage >= leverage)
 
     def _liquidation_price(self, pos: Position) -> Decimal:
         """Binance's one-way liquidation price formula (zero when it would be negative)."""
@@ -1250,6 +1422,20 @@ class Engine:
             end = p.integer("endTime")
             from_id = p.integer("fromId")
             limit = min(p.integer("limit", 500) or 500, 1000)
+            # Binance answers at most 7 days per request: the last 7 without a window, 7 from
+            # (or up to) a single bound, and -1127 for a longer window. orderId and fromId
+            # look trades up directly.
+            if order_id is None and from_id is None:
+                if start is None and end is None:
+                    end = self.now()
+                    start = end - WEEK_MS
+                elif start is None:
+                    assert end is not None
+                    start = end - WEEK_MS
+                elif end is None:
+                    end = start + WEEK_MS
+                elif end - start > WEEK_MS:
+                    raise reject(-1127, 168)
             rows = [
                 t
                 for t in self.trades
@@ -1301,6 +1487,190 @@ class Engine:
             ]
             offset = (page - 1) * limit
             return [i.to_binance() for i in rows[offset : offset + limit]]
+
+    # ------------------------------------------------------------------ account modes
+    def position_mode(self) -> dict[str, Any]:
+        return {"dualSidePosition": self.dual_side}
+
+    def set_position_mode(self, p: Params) -> dict[str, Any]:
+        """``POST /fapi/v1/positionSide/dual``: only with no position and no open order."""
+        with self.lock:
+            wanted = p.boolean("dualSidePosition")
+            if "dualSidePosition" not in p:
+                raise reject(-1102, "dualSidePosition")
+            if wanted == self.dual_side:
+                raise reject(-4059)
+            if any(o.is_open for o in self.orders.values()) or any(
+                a.is_open for a in self.algos.values()
+            ):
+                raise reject(-4067)
+            if any(pos.amount for pos in self.positions.values()):
+                raise reject(-4068)
+            self.dual_side = wanted
+            return {"code": 200, "msg": "success"}
+
+    def fee_burn_status(self) -> dict[str, Any]:
+        return {"feeBurn": self.fee_burn}
+
+    def set_fee_burn(self, p: Params) -> dict[str, Any]:
+        """``POST /fapi/v1/feeBurn``: pay commissions in BNB (at a discount) while BNB lasts."""
+        with self.lock:
+            if "feeBurn" not in p:
+                raise reject(-1102, "feeBurn")
+            self.fee_burn = p.boolean("feeBurn")
+            return {"code": 200, "msg": "success"}
+
+    def account_config(self) -> dict[str, Any]:
+        """``GET /fapi/v1/accountConfig``."""
+        with self.lock:
+            return {
+                "feeTier": 0,
+                "canTrade": True,
+                "canDeposit": True,
+                "canWithdraw": True,
+                "dualSidePosition": self.dual_side,
+                "updateTime": 0,
+                "multiAssetsMargin": False,
+                "tradeGroupId": -1,
+            }
+
+    # ------------------------------------------------------------------ more endpoints
+    def open_order(self, p: Params) -> dict[str, Any]:
+        """``GET /fapi/v1/openOrder``: one open order; -2013 once it is no longer open."""
+        with self.lock:
+            order = self._find_order(p, missing_code=-2013)
+            if not order.is_open:
+                raise reject(-2013)
+            return order.to_binance(symbols()[order.symbol])
+
+    def modify_order(self, p: Params) -> dict[str, Any]:
+        """``PUT /fapi/v1/order``: a new price and quantity for an open LIMIT order."""
+        with self.lock:
+            order = self._find_order(p, missing_code=-2013)
+            sym = symbols()[order.symbol]
+            side = p.required("side")
+            qty = p.decimal("quantity", required=True)
+            price = p.decimal("price", required=True)
+            assert qty is not None and price is not None
+            if not order.is_open:
+                raise reject(-2013)
+            if order.type != "LIMIT":
+                raise reject(-1116)
+            if side != order.side:
+                raise reject(-1130, "side")
+            rules.check_price(sym, price)
+            rules.check_quantity(sym, qty, market=False)
+            if price == order.price and qty == order.orig_qty:
+                raise reject(-5027)
+            rules.check_percent_price(sym, price, self.mark[sym.name])
+            rules.check_notional(sym, qty, price, exempt=order.reduce_only)
+            if qty <= order.executed_qty:
+                order.status = "CANCELED"
+                order.update_time = self.now()
+                return order.to_binance(sym, with_time=False)
+            current = self.last[sym.name]
+            crosses = price >= current if side == "BUY" else price <= current
+            if order.time_in_force == "GTX" and crosses:
+                raise reject(-5022)
+            if order.reduce_only:
+                others = order.orig_qty - order.executed_qty
+                closable = self._closable(sym.name, side)
+                waiting = sum(
+                    (
+                        o.orig_qty - o.executed_qty
+                        for o in self.orders.values()
+                        if o.is_open and o.symbol == sym.name and o.reduce_only and o.side == side
+                    ),
+                    ZERO,
+                )
+                if waiting - others + qty - order.executed_qty > closable:
+                    raise reject(-4118)
+            else:
+                extra = max(ZERO, qty - order.orig_qty)
+                self._check_margin(sym, side, extra, current if crosses else price)
+            order.price = price
+            order.orig_qty = qty
+            order.update_time = self.now()
+            if crosses:
+                self._take(order, qty - order.executed_qty, self._fill_price(sym, side, current))
+            return order.to_binance(sym, with_time=False)
+
+    def position_margin(self, p: Params) -> dict[str, Any]:
+        """``POST /fapi/v1/positionMargin``: move margin into (1) or out of (2) an isolated
+        position. The wallet is unchanged: margin only moves between cross and isolated."""
+        with self.lock:
+            sym = p.symbol()
+            assert sym is not None
+            amount = p.decimal("amount", required=True)
+            assert amount is not None
+            kind = p.required("type")
+            if kind not in ("1", "2"):
+                raise reject(-1130, "type")
+            if amount <= 0:
+                raise reject(-1130, "amount")
+            pos = self.positions[sym.name]
+            if not self._is_isolated(sym.name) or not pos.amount:
+                raise reject(-4051)
+            if kind == "1":
+                if amount > self.available_balance():
+                    raise reject(-4050)
+                pos.isolated_wallet += amount
+            else:
+                # What can leave: the margin above the initial margin the position needs.
+                free = pos.isolated_wallet + min(ZERO, self._unrealized(pos))
+                free -= self._initial_margin(pos)
+                if amount > free:
+                    raise reject(-4051)
+                pos.isolated_wallet -= amount
+            pos.update_time = self.now()
+            return {
+                "amount": float(amount),
+                "code": 200,
+                "msg": "Successfully modify position margin.",
+                "type": int(kind),
+            }
+
+    def adl_quantile(self, p: Params) -> list[dict[str, Any]]:
+        """``GET /fapi/v1/adlQuantile``: 0 when flat, else a rank from 1 to 4 by profit."""
+        with self.lock:
+            sym = p.symbol(required=False)
+            rows = []
+            for pos in self.positions.values():
+                if not pos.amount or (sym is not None and pos.symbol != sym.name):
+                    continue
+                margin = self._initial_margin(pos) or Decimal(1)
+                ratio = self._unrealized(pos) / margin
+                rank = 1 if ratio <= 0 else 2 if ratio < 1 else 3 if ratio < 2 else 4
+                rows.append(
+                    {"symbol": pos.symbol, "adlQuantile": {"LONG": 0, "SHORT": 0, "BOTH": rank}}
+                )
+            return rows
+
+    def force_orders(self, p: Params) -> list[dict[str, Any]]:
+        """``GET /fapi/v1/forceOrders``: the account's liquidation orders, newest last."""
+        with self.lock:
+            sym = p.symbol(required=False)
+            close_type = p.text("autoCloseType")
+            if close_type is not None and close_type not in ("LIQUIDATION", "ADL"):
+                raise reject(-1130, "autoCloseType")
+            start = p.integer("startTime")
+            end = p.integer("endTime")
+            limit = p.integer("limit", 50) or 50
+            if not 1 <= limit <= 100:
+                raise reject(-1130, "limit")
+            if start is None and end is None:
+                end = self.now()
+                start = end - WEEK_MS
+            rows = [
+                o
+                for o in self.orders.values()
+                if o.type == "LIQUIDATION"
+                and close_type != "ADL"
+                and (sym is None or o.symbol == sym.name)
+                and (start is None or o.time >= start)
+                and (end is None or o.time <= end)
+            ]
+            return [o.to_binance(symbols()[o.symbol]) for o in rows[-limit:]]
 
     # ------------------------------------------------------------------ debug views
     def debug_positions(self) -> list[dict[str, Any]]:
@@ -1354,6 +1724,21 @@ _ALL_INCOME_TYPES = (
 def _wallet_amount(value: Decimal) -> Decimal:
     """Round an amount to the wallet step (1e-8), as Binance books fees and PnL."""
     return value.quantize(WALLET_STEP, rounding=ROUND_HALF_UP)
+
+
+def _to_tick(price: Decimal, tick: Decimal, rounding: str) -> Decimal:
+    return (price / tick).quantize(Decimal(1), rounding=rounding) * tick
+
+
+def _next_on_path(start: Decimal, end: Decimal, trigger: Decimal, tick: Decimal) -> Decimal:
+    """The first of :data:`PATH_STEPS` points from ``start`` to ``end`` at or beyond ``trigger``."""
+    falling = end < start
+    for i in range(1, PATH_STEPS + 1):
+        point = start + (end - start) * i / PATH_STEPS
+        if (point <= trigger) if falling else (point >= trigger):
+            rounding = ROUND_FLOOR if falling else ROUND_CEILING
+            return _to_tick(point, tick, rounding)
+    return end
 
 
 def _plain_or_zero(value: Decimal) -> str:

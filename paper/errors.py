@@ -30,6 +30,7 @@ ERRORS: dict[int, tuple[int, str]] = {
     -1117: (400, "Invalid side."),
     -1120: (400, "Invalid interval."),
     -1121: (400, "Invalid symbol."),
+    -1127: (400, "More than %s hours between startTime and endTime."),
     -1130: (400, "Data sent for paramter '%s' is not valid."),
     -2011: (400, "Unknown order sent."),
     -2013: (400, "Order does not exist."),
@@ -58,9 +59,22 @@ ERRORS: dict[int, tuple[int, str]] = {
     -4047: (400, "Margin type cannot be changed if there exists open orders."),
     -4048: (400, "Margin type cannot be changed if there exists position."),
     -4059: (400, "No need to change position side."),
+    -4067: (400, "Position side cannot be changed if there exists open orders."),
+    -4068: (400, "Position side cannot be changed if there exists position."),
     -4061: (400, "Order's position side does not match user's setting."),
+    -4050: (400, "Cross balance insufficient."),
+    -4051: (400, "Isolated balance insufficient."),
     -4082: (400, "Invalid number of batch place orders."),
     -4116: (400, "ClientOrderId is duplicated."),
+    -4118: (
+        400,
+        "ReduceOnly Order Failed. Please check your existing position and open orders.",
+    ),
+    -4130: (
+        400,
+        "An open stop or take profit order with GTE and closePosition in the direction is"
+        " existing.",
+    ),
     -4120: (
         400,
         "Order type not supported for this endpoint. Please use the Algo Order API endpoints"
@@ -69,6 +83,8 @@ ERRORS: dict[int, tuple[int, str]] = {
     -4136: (400, "Target strategy invalid for orderType %s,closePosition %s"),
     -4137: (400, "Quantity must be zero with closePosition equals true"),
     -4164: (400, "Order's notional must be no smaller than %s (unless you choose reduce only)."),
+    -4509: (400, "TIF GTE can only be used with open positions or open orders."),
+    -5027: (400, "No need to modify the order."),
     -5022: (
         400,
         "Due to the order could not be executed as maker, the Post Only order will be rejected."

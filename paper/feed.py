@@ -23,6 +23,10 @@ from paper.symbols import round_to_tick, symbols
 
 logger = logging.getLogger(__name__)
 HISTORY_CANDLES = 1000
+# The replay's mark price follows the last price smoothed (this share of the gap closed per
+# point) plus a basis, so it lags and differs from the last trade as Binance's does.
+MARK_SMOOTHING = Decimal("0.35")
+MARK_BASIS = Decimal("0.0002")
 
 
 class StaticFeed:
@@ -56,6 +60,7 @@ class StaticFeed:
 def _reshape(c: Candle, factor: Decimal, shift: int, name: str) -> Candle:
     tick = symbols()[name].tick
     o, h, lo, cl = (round_to_tick(v * factor, tick) for v in (c.open, c.high, c.low, c.close))
+    # Quote volumes scale with the prices, or the day's weighted average leaves its range.
     return replace(
         c,
         open_time=c.open_time + shift,
@@ -64,6 +69,8 @@ def _reshape(c: Candle, factor: Decimal, shift: int, name: str) -> Candle:
         high=max(h, o, cl),
         low=min(lo, o, cl),
         close=cl,
+        quote_volume=(c.quote_volume * factor).quantize(Decimal("0.01")),
+        taker_buy_quote_volume=(c.taker_buy_quote_volume * factor).quantize(Decimal("0.01")),
     )
 
 
@@ -121,12 +128,19 @@ class ReplayFeed:
             # Prices start where the history ends; the first step then plays the next open.
             start = rows[self.index - 1].close if self.index else rows[0].open
             with self.engine.lock:
-                self.engine.last[name] = self.engine.mark[name] = start
+                self.engine.last[name] = start
+                self.engine.mark[name] = self.next_mark(name, start, start)
         self.market.clock = self.market_time
         self.market.serve_shift = self.serve_shift
         # Funding falls due every 8 hours of replayed time, not of the wall clock.
         self.engine.funding_by_clock = False
         self._funding_at = funding.boundary_at_or_before(self.market_time())
+
+    @staticmethod
+    def next_mark(name: str, mark: Decimal, last: Decimal) -> Decimal:
+        """The mark after a move to ``last``: smoothed towards it, plus the basis."""
+        smoothed = mark + (last * (1 + MARK_BASIS) - mark) * MARK_SMOOTHING
+        return round_to_tick(smoothed, symbols()[name].tick)
 
     def serve_shift(self) -> int:
         """Milliseconds that relabel the candle being played as the current wall-clock minute.
@@ -152,10 +166,11 @@ class ReplayFeed:
         for name, rows in self.candles.items():
             candle = rows[self.index]
             price = candle.path()[self.point]
+            mark = self.next_mark(name, self.engine.mark.get(name, price), price)
             if self.point == 0:
-                self.engine.set_price(name, price)
+                self.engine.set_price(name, price, mark)
             else:
-                self.engine.move_price(name, price)
+                self.engine.move_price(name, price, mark)
             self.market.record(name, price, at)
             if self.point == self.POINTS - 1:
                 self.market.finish(name, candle)

@@ -36,6 +36,19 @@ INTERVALS = {
 }
 
 
+DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+MAX_PUBLIC_TRADES = 1000
+
+
+@dataclass(frozen=True)
+class _PublicTrade:
+    trade_id: int
+    price: Decimal
+    qty: Decimal
+    time: int
+    buyer_maker: bool
+
+
 @dataclass
 class _Live:
     """The candle being built from price updates."""
@@ -59,6 +72,9 @@ class Market:
         # Milliseconds added to candle times when served: the replay relabels its recorded
         # candles so the one being played is the current wall-clock minute, as on a live venue.
         self.serve_shift: Callable[[], int] = lambda: 0
+        self.public_trades: dict[str, list[_PublicTrade]] = {}
+        self.trade_ids = 0
+        self.book_updates = 0
 
     def load_history(self, symbol: str, candles: list[Candle]) -> None:
         with self.lock:
@@ -69,6 +85,9 @@ class Market:
         """Add a traded price at ``at_ms`` (market time) to the candle of that minute."""
         at = self.clock() if at_ms is None else at_ms
         minute = at - at % MINUTE_MS
+        previous = self.public_trades.get(symbol)
+        falling = bool(previous) and previous[-1].price > price
+        self.record_trade(symbol, price, at, buyer_maker=falling)
         with self.lock:
             live = self.live[symbol]
             if live is not None and live.open_time != minute:
@@ -136,11 +155,14 @@ class Market:
         volume = sum((c.volume for c in rows), ZERO)
         quote = sum((c.quote_volume for c in rows), ZERO)
         change = last - open_
+        average = quote / volume if volume else last
+        # Rounding of volumes must not put the average outside the day's range.
+        average = min(max(average, low), high)
         return {
             "symbol": name,
             "priceChange": sym.fmt_price(change),
             "priceChangePercent": f"{(change / open_ * 100 if open_ else ZERO):.3f}",
-            "weightedAvgPrice": sym.fmt_price(quote / volume if volume else last),
+            "weightedAvgPrice": sym.fmt_price(average),
             "lastPrice": sym.fmt_price(last),
             "lastQty": sym.fmt_qty(sym.min_qty),
             "openPrice": sym.fmt_price(open_),
@@ -191,6 +213,100 @@ class Market:
                 }
             )
         return rows[0] if sym else rows
+
+    # ------------------------------------------------------------------ book and trades
+    def depth(self, p: Params) -> dict[str, Any]:
+        """``GET /fapi/v1/depth``: the book the matching engine fills market orders from."""
+        sym = p.symbol()
+        assert sym is not None
+        limit = p.integer("limit", 500) or 500
+        if limit not in DEPTH_LIMITS:
+            raise reject(-1130, "limit")
+        with self.engine.lock:
+            last = self.engine.last[sym.name]
+            level_qty, step = self.engine.book_level(sym, last)
+        bids = []
+        asks = []
+        for level in range(limit):
+            bid = last - step * level
+            if bid > 0:
+                bids.append([sym.fmt_price(bid), sym.fmt_qty(level_qty)])
+            asks.append([sym.fmt_price(last + sym.tick + step * level), sym.fmt_qty(level_qty)])
+        now = self.clock()
+        with self.lock:
+            self.book_updates += 1
+            update_id = self.book_updates
+        return {"lastUpdateId": update_id, "E": now, "T": now, "bids": bids, "asks": asks}
+
+    def record_trade(self, symbol: str, price: Decimal, at: int, buyer_maker: bool) -> None:
+        """Remember a public trade (a price the feed or a fill printed)."""
+        sym = symbols()[symbol]
+        with self.lock:
+            rows = self.public_trades.setdefault(symbol, [])
+            self.trade_ids += 1
+            rows.append(_PublicTrade(self.trade_ids, price, sym.min_qty, at, buyer_maker))
+            del rows[:-MAX_PUBLIC_TRADES]
+
+    def _public(self, symbol: str) -> list[_PublicTrade]:
+        with self.lock:
+            rows = list(self.public_trades.get(symbol, []))
+        if rows:
+            return rows
+        # Nothing printed yet: the last price is the one trade there is.
+        sym = symbols()[symbol]
+        return [_PublicTrade(0, self.engine.last[symbol], sym.min_qty, self.clock(), False)]
+
+    def trades(self, p: Params) -> list[dict[str, Any]]:
+        """``GET /fapi/v1/trades``: the most recent public trades, oldest first."""
+        sym = p.symbol()
+        assert sym is not None
+        limit = p.integer("limit", 500) or 500
+        if not 1 <= limit <= 1000:
+            raise reject(-1130, "limit")
+        return [
+            {
+                "id": t.trade_id,
+                "price": sym.fmt_price(t.price),
+                "qty": sym.fmt_qty(t.qty),
+                "quoteQty": f"{t.price * t.qty:f}",
+                "time": t.time,
+                "isBuyerMaker": t.buyer_maker,
+            }
+            for t in self._public(sym.name)[-limit:]
+        ]
+
+    def agg_trades(self, p: Params) -> list[dict[str, Any]]:
+        """``GET /fapi/v1/aggTrades``: one aggregate per public trade, with Binance's filters."""
+        sym = p.symbol()
+        assert sym is not None
+        limit = p.integer("limit", 500) or 500
+        if not 1 <= limit <= 1000:
+            raise reject(-1130, "limit")
+        from_id = p.integer("fromId")
+        start = p.integer("startTime")
+        end = p.integer("endTime")
+        if start is not None and end is not None and end - start > 3_600_000:
+            raise reject(-1127, 1)
+        rows = [
+            t
+            for t in self._public(sym.name)
+            if (from_id is None or t.trade_id >= from_id)
+            and (start is None or t.time >= start)
+            and (end is None or t.time <= end)
+        ]
+        rows = rows[:limit] if from_id is not None or start is not None else rows[-limit:]
+        return [
+            {
+                "a": t.trade_id,
+                "p": sym.fmt_price(t.price),
+                "q": sym.fmt_qty(t.qty),
+                "f": t.trade_id,
+                "l": t.trade_id,
+                "T": t.time,
+                "m": t.buyer_maker,
+            }
+            for t in rows
+        ]
 
     def premium_index(self, p: Params) -> Any:
         sym = p.symbol(required=False)

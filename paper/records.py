@@ -170,7 +170,8 @@ class AlgoOrder:
             "priceMatch": "NONE",
             "closePosition": self.close_position,
             "priceProtect": self.price_protect,
-            "reduceOnly": self.reduce_only,
+            # Binance reports closePosition orders as reduce-only.
+            "reduceOnly": self.reduce_only or self.close_position,
             "createTime": self.create_time,
             "updateTime": self.update_time,
             "triggerTime": self.trigger_time,
@@ -215,12 +216,13 @@ class Trade:
     commission: Decimal
     maker: bool
     time: int
+    commission_asset: str = "USDT"
 
     def to_binance(self, sym: Symbol) -> dict[str, Any]:
         return {
             "buyer": self.side == "BUY",
             "commission": money(self.commission),
-            "commissionAsset": "USDT",
+            "commissionAsset": self.commission_asset,
             "id": self.trade_id,
             "maker": self.maker,
             "orderId": self.order_id,

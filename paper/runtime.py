@@ -12,6 +12,7 @@ from paper import candles as candle_data
 from paper.engine import Engine
 from paper.feed import ReplayFeed, StaticFeed
 from paper.market import Market
+from paper.options import Options
 from paper.server import DEFAULT_API_KEY, DEFAULT_API_SECRET, PaperApp, PaperHTTPServer
 from paper.state import StateFile
 from paper.stream import UserStreamServer
@@ -44,11 +45,14 @@ class PaperExchange:
         candle_dir: Path | None = None,
         warmup: int = 500,
         stream_port: int | None = None,
+        options: Options | None = None,
     ) -> None:
         if feed not in ("static", "replay"):
             raise ValueError(f"feed must be 'static' or 'replay', not {feed!r}")
         env_key, env_secret = api_credentials()
-        self.engine = Engine(prices={k: Decimal(str(v)) for k, v in (prices or {}).items()})
+        self.engine = Engine(
+            prices={k: Decimal(str(v)) for k, v in (prices or {}).items()}, options=options
+        )
         self.market = Market(self.engine)
         candles = candle_data.load_dir(candle_data.CANDLE_DIR if candle_dir is None else candle_dir)
         self.feed: StaticFeed | ReplayFeed
@@ -85,7 +89,11 @@ class PaperExchange:
 
     def start(self) -> PaperExchange:
         """Start feed, state saving and the HTTP server (in a background thread)."""
-        restored = self.state.restore() if self.state else False
+        try:
+            restored = self.state.restore() if self.state else False
+        except Exception:
+            self.httpd.server_close()
+            raise
         if isinstance(self.feed, ReplayFeed) and restored:
             # Prices from the file would be overwritten by the replay's first candle.
             logger.info("replay feed: restored prices are replaced by the replay")

@@ -7,6 +7,7 @@ counters. ``/paper/v1/...`` is the control API (see :mod:`paper.control`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_API_KEY = "arena-paper-key"
 DEFAULT_API_SECRET = "arena-paper-secret"
 MAX_RECV_WINDOW = 60_000
+ERROR_BODY_500 = {"code": -1000, "msg": "An unknown error occured while processing the request."}
 
 Handler = Callable[["Request"], Any]
 
@@ -79,6 +81,22 @@ def klines_weight(p: Params) -> int:
     if limit <= 1000:
         return 5
     return 10
+
+
+def depth_weight(p: Params) -> int:
+    limit = p.integer("limit", 500) or 500
+    if limit <= 50:
+        return 2
+    if limit <= 100:
+        return 5
+    if limit <= 500:
+        return 10
+    return 20
+
+
+# What Binance's front answers for a path it does not serve: a 404 without a Binance code, so
+# a client treats it as a mistake in the request, not as a fault worth retrying.
+NOT_FOUND_BODY = b"<html><body><h2>404 Not found</h2></body></html>"
 
 
 @dataclass
@@ -172,10 +190,23 @@ class PaperApp:
             ),
             ("GET", v1 + "leverageBracket"): Route(self._brackets, fixed(1)),
             ("GET", v1 + "commissionRate"): Route(self._commission, fixed(20)),
-            ("GET", v1 + "positionSide/dual"): Route(
-                lambda r: {"dualSidePosition": False}, fixed(30)
+            ("GET", v1 + "positionSide/dual"): Route(lambda r: e.position_mode(), fixed(30)),
+            ("POST", v1 + "positionSide/dual"): Route(
+                lambda r: e.set_position_mode(r.params), fixed(1)
             ),
-            ("POST", v1 + "positionSide/dual"): Route(self._set_dual, fixed(1)),
+            ("GET", v1 + "feeBurn"): Route(lambda r: e.fee_burn_status(), fixed(30)),
+            ("POST", v1 + "feeBurn"): Route(lambda r: e.set_fee_burn(r.params), fixed(1)),
+            ("GET", v1 + "accountConfig"): Route(lambda r: e.account_config(), fixed(5)),
+            ("GET", v1 + "openOrder"): Route(lambda r: e.open_order(r.params), fixed(1)),
+            ("PUT", v1 + "order"): Route(lambda r: e.modify_order(r.params), fixed(1), orders=1),
+            ("POST", v1 + "positionMargin"): Route(lambda r: e.position_margin(r.params), fixed(1)),
+            ("GET", v1 + "adlQuantile"): Route(lambda r: e.adl_quantile(r.params), fixed(5)),
+            ("GET", v1 + "forceOrders"): Route(
+                lambda r: e.force_orders(r.params), by_symbol(20, 50)
+            ),
+            ("GET", v1 + "depth"): Route(lambda r: m.depth(r.params), depth_weight, False),
+            ("GET", v1 + "trades"): Route(lambda r: m.trades(r.params), fixed(5), False),
+            ("GET", v1 + "aggTrades"): Route(lambda r: m.agg_trades(r.params), fixed(20), False),
             ("GET", v1 + "multiAssetsMargin"): Route(
                 lambda r: {"multiAssetsMargin": False}, fixed(30)
             ),
@@ -196,7 +227,8 @@ class PaperApp:
             ("POST", v1 + "order"): Route(lambda r: e.place_order(r.params), fixed(0), orders=1),
             ("GET", v1 + "order"): Route(lambda r: e.get_order(r.params), fixed(1)),
             ("DELETE", v1 + "order"): Route(lambda r: e.cancel_order(r.params), fixed(1)),
-            ("POST", v1 + "batchOrders"): Route(self._batch, fixed(5), orders=5),
+            # Binance counts a batch as one unit of the order-rate limits, whatever it holds.
+            ("POST", v1 + "batchOrders"): Route(self._batch, fixed(5), orders=1),
             ("GET", v1 + "openOrders"): Route(lambda r: e.open_orders(r.params), by_symbol(1, 40)),
             ("GET", v1 + "allOrders"): Route(lambda r: e.all_orders(r.params), fixed(5)),
             ("DELETE", v1 + "allOpenOrders"): Route(lambda r: e.cancel_all(r.params), fixed(1)),
@@ -258,12 +290,6 @@ class PaperApp:
             "takerCommissionRate": "0.0005",
         }
 
-    def _set_dual(self, r: Request) -> dict[str, Any]:
-        if not r.params.boolean("dualSidePosition"):
-            raise reject(-4059)
-        # The paper exchange is one-way only, like the bot; hedge mode is refused outright.
-        raise reject(-1020)
-
     def _set_multi_assets(self, r: Request) -> dict[str, Any]:
         if r.params.boolean("multiAssetsMargin"):
             raise reject(-1020)
@@ -287,7 +313,7 @@ class PaperApp:
         split = urlsplit(target)
         path = split.path
         if path.startswith("/paper/v1/"):
-            return (*self._control(method, path, body, client_ip), None)
+            return (*self._control(method, path, headers, body, client_ip), None)
         key = f"{method} {path}"
         with self.lock:
             self.stats.requests[key] += 1
@@ -317,7 +343,8 @@ class PaperApp:
         out: dict[str, str] = {}
         try:
             if route is None:
-                return 404, out, b'{"code":-1000,"msg":"Not found."}'
+                out["Content-Type"] = "text/html"
+                return 404, out, NOT_FOUND_BODY
             raw_body = body.decode("utf-8", "replace")
             params = _parse(query, raw_body if method in ("POST", "PUT") else "")
             weight = route.weight(params)
@@ -430,17 +457,21 @@ class PaperApp:
 
     # ------------------------------------------------------------------ control
     def _control(
-        self, method: str, path: str, body: bytes, client_ip: str
+        self, method: str, path: str, headers: dict[str, str], body: bytes, client_ip: str
     ) -> tuple[int, dict[str, str], bytes]:
         from paper.control import handle_control
 
-        if not self.control_from_anywhere and client_ip not in ("127.0.0.1", "::1", "local"):
-            return 403, {}, _dumps({"error": "the control API answers loopback clients only"})
+        if not self.control_from_anywhere:
+            refusal = _browser_refusal(method, headers, body, client_ip)
+            if refusal is not None:
+                return 403, {}, _dumps({"error": refusal})
         try:
-            data = json.loads(body) if body else {}
+            data = json.loads(body, parse_constant=_no_constant) if body else {}
+            if not isinstance(data, dict):
+                raise ValueError("the body must be a JSON object")
             status, result = handle_control(self, method, path, data)
-        except (ValueError, KeyError, TypeError) as e:
-            status, result = 400, {"error": str(e)}
+        except (ValueError, KeyError, TypeError, ArithmeticError) as e:
+            status, result = 400, {"error": f"{type(e).__name__}: {e}"}
         return status, {}, _dumps(result)
 
     def reset_counters(self) -> None:
@@ -463,6 +494,42 @@ class PaperApp:
 
 
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
+_LOOPBACK_IPS = ("127.0.0.1", "::1", "local")
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+def _browser_refusal(
+    method: str, headers: dict[str, str], body: bytes, client_ip: str
+) -> str | None:
+    """Why a control request must be refused, or None.
+
+    The control API moves prices and balances: only a local program may drive it, never a web
+    page the operator happens to open. A page can reach 127.0.0.1 from the browser, so the
+    Host must be a loopback name (no DNS rebinding), any Origin must be local, and a body must
+    be JSON, which a cross-site form cannot send without the browser asking first.
+    """
+    if client_ip not in _LOOPBACK_IPS:
+        return "the control API answers loopback clients only"
+    host = headers.get("host", "")
+    host_name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if host_name not in _LOOPBACK_HOSTS:
+        return f"the control API answers requests to a loopback host only, not {host!r}"
+    origin = headers.get("origin")
+    if origin is not None:
+        origin_host = urlsplit(origin).hostname or ""
+        if origin_host not in ("127.0.0.1", "localhost", "::1"):
+            return f"the control API refuses requests from web pages ({origin})"
+    if headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+        return "the control API refuses requests from web pages"
+    if method in ("POST", "PUT", "DELETE") and body:
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return "the control API takes a JSON body (Content-Type: application/json)"
+    return None
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a number the control API accepts")
 
 
 def _ms() -> int:
@@ -489,11 +556,18 @@ def _without_signature(raw: str) -> str:
     return "&".join(part for part in raw.split("&") if not part.startswith("signature="))
 
 
+MAX_BODY_BYTES = 64 * 1024  # five batch orders fit many times over
+SOCKET_TIMEOUT_SECONDS = 30.0
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: PaperHTTPServer
+    # A client that stops sending (or never finishes its headers) loses its connection.
+    timeout = SOCKET_TIMEOUT_SECONDS
 
     def setup(self) -> None:
+        self.timeout = self.server.socket_timeout
         super().setup()
         # Headers and body go out in one write; without NODELAY a keep-alive client would wait
         # for its delayed ACK (about 40 ms) on every request.
@@ -502,13 +576,58 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s " + format, self.client_address[0], *args)
 
+    def _body_length(self) -> tuple[int, int | None]:
+        """The declared body length, or the status that refuses it (body unread)."""
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            if self.headers.get("Transfer-Encoding"):
+                return 0, 400
+            return 0, 400 if self.command in ("POST", "PUT") else None
+        raw = raw.strip()
+        if not raw.isdigit() or len(raw) > 12:
+            return 0, 400
+        length = int(raw)
+        if length > MAX_BODY_BYTES:
+            return 0, 413
+        return length, None
+
+    def _refuse(self, status: int) -> None:
+        """Answer ``status`` and close: an unread body cannot be skipped safely."""
+        self.close_connection = True
+        payload = _dumps({"error": f"{status} {_REASONS.get(status, '')}: bad Content-Length"})
+        with contextlib.suppress(OSError):
+            self.wfile.write(
+                (
+                    f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"
+                    "Content-Type: application/json;charset=UTF-8\r\n"
+                    f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+                ).encode()
+                + payload
+            )
+
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        length, refusal = self._body_length()
+        if refusal is not None:
+            self._refuse(refusal)
+            return
+        try:
+            body = self.rfile.read(length) if length else b""
+        except OSError:
+            self.close_connection = True
+            return
+        if len(body) < length:  # the client gave up mid-body
+            self.close_connection = True
+            return
         headers = {k.lower(): v for k, v in self.headers.items()}
-        status, out, payload, fault = self.server.app.handle(
-            self.command, self.path, headers, body, self.client_address[0]
-        )
+        try:
+            status, out, payload, fault = self.server.app.handle(
+                self.command, self.path, headers, body, self.client_address[0]
+            )
+        except Exception:
+            # A bug must cost one request, not the connection or the server.
+            logger.exception("paper exchange failed on %s %s", self.command, self.path)
+            status, out, fault = 500, {}, None
+            payload = _dumps(ERROR_BODY_500)
         if fault is not None and fault.drops_connection:
             # The request was processed; the client never hears back.
             self.close_connection = True
@@ -517,15 +636,16 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None:
             fault.after(self.server.app.stopping)
         try:
+            content_type = out.pop("Content-Type", "application/json;charset=UTF-8")
             lines = [
                 f"HTTP/1.1 {status} {_REASONS.get(status, '')}",
-                "Content-Type: application/json;charset=UTF-8",
+                f"Content-Type: {content_type}",
                 f"Content-Length: {len(payload)}",
                 *(f"{name}: {value}" for name, value in out.items()),
             ]
             self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
             self.log_request(status)
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:
             self.close_connection = True
 
     do_GET = do_POST = do_DELETE = do_PUT = _serve
@@ -536,6 +656,9 @@ class PaperHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # Seconds a connection may sit silent mid-request (or idle between requests) before it is
+    # closed, so slow or stuck clients cannot pile up threads.
+    socket_timeout = SOCKET_TIMEOUT_SECONDS
 
     def __init__(self, address: tuple[str, int], app: PaperApp) -> None:
         super().__init__(address, _Handler)

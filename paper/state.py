@@ -18,6 +18,10 @@ from paper.engine import Engine
 logger = logging.getLogger(__name__)
 
 
+class StateFileError(Exception):
+    """The state file cannot be read back: the exchange refuses to start on it."""
+
+
 class StateFile:
     """The engine's state on disk."""
 
@@ -33,7 +37,18 @@ class StateFile:
         """Load the file into the engine if it exists; return whether it did."""
         if not self.path.exists():
             return False
-        self.engine.load_state(json.loads(self.path.read_text()))
+        try:
+            state = json.loads(self.path.read_text(), parse_constant=_no_constant)
+            if not isinstance(state, dict):
+                raise ValueError("not a JSON object")
+            self.engine.load_state(state)
+        except (OSError, ValueError, KeyError, TypeError, ArithmeticError) as e:
+            # Starting empty would silently forget positions; a half-loaded engine is worse.
+            self.engine.reset()
+            raise StateFileError(
+                f"{self.path} is not a readable paper exchange state file"
+                f" ({type(e).__name__}: {e}); move it away to start afresh"
+            ) from e
         logger.info("restored paper exchange state from %s", self.path)
         return True
 
@@ -73,3 +88,7 @@ class StateFile:
                     self.save()
                 except OSError:
                     logger.exception("could not save paper exchange state to %s", self.path)
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a number")

@@ -26,6 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from paper import options as paper_options
 from paper.runtime import PaperExchange, api_credentials
 from paper.symbols import extra_symbols as current_extra_symbols
 from paper.symbols import set_extra_symbols
@@ -57,6 +58,7 @@ class PaperExchangeServer:
         host: str = "127.0.0.1",
         extra_symbols: int | None = None,
         stream_port: int = 0,
+        options: dict[str, str] | None = None,
     ) -> PaperExchangeServer:
         """Start serving; ``port=0`` picks a free port. Returns ``self``.
 
@@ -69,6 +71,8 @@ class PaperExchangeServer:
         ones; ``None`` reads ``PAPER_EXTRA_SYMBOLS`` (default 0). The symbol list is one per
         process: the last exchange started sets it, and :meth:`stop` puts back the one before.
         ``stream_port``: the user data stream's port (0: a free one; see :attr:`stream_url`).
+        ``options``: :mod:`paper.options` settings over those of ``PAPER_OPTIONS``; a reset
+        returns to them.
         """
         self._previous_extra = current_extra_symbols()
         set_extra_symbols(extra_symbols_from_env() if extra_symbols is None else extra_symbols)
@@ -84,6 +88,7 @@ class PaperExchangeServer:
             api_secret=self.api_secret,
             prices=prices,
             stream_port=stream_port,
+            options=paper_options.from_env().updated(options or {}),
         ).start()
         return self
 
@@ -185,6 +190,10 @@ class PaperControl:
     def configure(self, **settings: Any) -> None:
         """Change weight_limit_1m, orders_10s, orders_1m, ban_after, ban_seconds or slippage."""
         self._call("POST", "config", settings)
+
+    def set_options(self, **options: str | int | Decimal) -> dict[str, str]:
+        """Change options of :mod:`paper.options` until the next reset; returns them all."""
+        return self._call("POST", "options", {k: str(v) for k, v in options.items()})
 
     def set_funding_rate(self, symbol: str, rate: str | Decimal) -> None:
         """Publish ``rate`` as ``symbol``'s funding rate for the next settlements."""

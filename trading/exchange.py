@@ -540,10 +540,21 @@ class ExchangeGateway:
         return raw if isinstance(raw, ExchangeOrder) else _regular_order(raw)
 
     def create_exit_order(
-        self, *, symbol: str, side: str, kind: str, stop_price: Decimal, client_order_id: str
+        self,
+        *,
+        symbol: str,
+        side: str,
+        kind: str,
+        stop_price: Decimal,
+        client_order_id: str,
+        quantity: Decimal | None = None,
     ) -> ExchangeOrder:
         """Place a closePosition stop-loss ("SL") or take-profit ("TP") on the mark price
-        (1 request to /fapi/v1/algoOrder; after a lost answer, a lookup by client id first)."""
+        (1 request to /fapi/v1/algoOrder; after a lost answer, a lookup by client id first).
+
+        With ``quantity`` the exit is a reduce-only order for that quantity instead: Binance
+        keeps one closePosition order per type and side (-4130), so a second exit of the same
+        kind can only be of this form."""
         order_type = {"SL": "STOP_MARKET", "TP": "TAKE_PROFIT_MARKET"}[kind]
         params = {
             "algoType": "CONDITIONAL",
@@ -555,6 +566,9 @@ class ExchangeGateway:
             "workingType": "MARK_PRICE",
             "clientAlgoId": client_order_id,
         }
+        if quantity is not None:
+            del params["closePosition"]
+            params.update(quantity=_plain(quantity), reduceOnly="true")
         raw = self._call_order(
             "create_exit_order",
             "fapiPrivatePostAlgoOrder",
@@ -830,6 +844,12 @@ TEMPORARY_CODES = frozenset({-1001, -1006, -1007, -1008})
 AUTH_CODES = frozenset({-1002, -1022, -2014, -2015})
 NOT_FOUND_CODES = frozenset({-2011, -2013})
 DUPLICATE_CLIENT_ORDER_ID = -4116
+# A closePosition exit of that type and side is already open (one per type and side).
+CLOSE_POSITION_EXIT_EXISTS = -4130
+# A closePosition exit with no position and no open order to attach it to.
+NOTHING_TO_CLOSE = -4509
+# Open reduce-only orders would exceed the position.
+REDUCE_ONLY_EXCEEDS_POSITION = -4118
 NO_NEED_TO_CHANGE_MARGIN_TYPE = -4046
 ORDER_ACTIONS = frozenset(
     {"create_market_order", "create_exit_order", "cancel_order", "cancel_all_orders"}

@@ -36,7 +36,12 @@ from risk.selectors import NoActiveRiskProfile, risk_profile_for_symbol
 from risk.sizing import position_margin, position_size
 from trading import fills
 from trading.errors import ArenaError, OperatorActionRequired, OrderRejected
-from trading.exchange import ExchangeGateway, ExchangeOrder, exchange_gateway
+from trading.exchange import (
+    CLOSE_POSITION_EXIT_EXISTS,
+    ExchangeGateway,
+    ExchangeOrder,
+    exchange_gateway,
+)
 from trading.locks import (
     DEFAULT_TTL_SECONDS,
     SymbolBusy,
@@ -1149,13 +1154,18 @@ def position_replace_stop(
         new = _exit_intent_create(position=position, kind=Order.Purpose.STOP_LOSS, price=stop_price)
     _order_mark_sent(new)
     try:
-        answer = gateway.create_exit_order(
-            symbol=position.symbol.name,
-            side=new.side,
-            kind="SL",
-            stop_price=stop_price,
-            client_order_id=new.client_order_id,
-        )
+        try:
+            answer = gateway.create_exit_order(
+                symbol=position.symbol.name,
+                side=new.side,
+                kind="SL",
+                stop_price=stop_price,
+                client_order_id=new.client_order_id,
+            )
+        except OrderRejected as e:
+            if e.code != CLOSE_POSITION_EXIT_EXISTS:
+                raise
+            answer = _replacement_stop_for_quantity(position=position, new=new, gateway=gateway)
     except ArenaError as e:
         _order_mark_failed(new, Order.Status.REJECTED, e)
         raise
@@ -1175,6 +1185,40 @@ def position_replace_stop(
         message=f"stop-loss moved to {stop_price}",
     )
     return new
+
+
+def _replacement_stop_for_quantity(
+    *, position: Position, new: Order, gateway: ExchangeGateway
+) -> ExchangeOrder:
+    """Place ``new`` as a reduce-only stop for the position's size on the exchange.
+
+    Binance keeps one closePosition stop per side (-4130), and the old stop is that one.
+    Cancelling it first would leave the position bare until the new one is acknowledged, so
+    the new stop goes in as a reduce-only order instead and the old one is cancelled after.
+    The same client id is reused: the exchange refused the first send before acting on it.
+    """
+    held = gateway.fetch_position(symbol=position.symbol.name)
+    if held is None:
+        raise OrderRejected(
+            f"stop of {position} not moved: no position on the exchange",
+            code=CLOSE_POSITION_EXIT_EXISTS,
+            action="create_exit_order",
+        )
+    new.close_position = False
+    new.reduce_only = True
+    new.quantity = held.quantity
+    with db_write_lock:
+        Order.objects.filter(pk=new.pk).update(
+            close_position=False, reduce_only=True, quantity=held.quantity
+        )
+    return gateway.create_exit_order(
+        symbol=position.symbol.name,
+        side=new.side,
+        kind="SL",
+        stop_price=new.stop_price,
+        client_order_id=new.client_order_id,
+        quantity=held.quantity,
+    )
 
 
 # --------------------------------------------------------------------------- PnL from fills

@@ -17,6 +17,12 @@ def _stop(exchange: ccxt.binanceusdm, price: float, **params: object) -> dict:
     )
 
 
+def _reduce_only_stop(exchange: ccxt.binanceusdm, price: float) -> dict:
+    return exchange.create_order(
+        BTC, "market", "sell", 0.01, None, {"stopLossPrice": price, "reduceOnly": True}
+    )
+
+
 def _algo(exchange: ccxt.binanceusdm, **params: str) -> dict:
     """Send POST /fapi/v1/algoOrder as given."""
     return exchange.fapiPrivatePostAlgoOrder(
@@ -67,7 +73,7 @@ def test_stop_market_when_price_gaps_through_then_position_closed_at_new_price(
     assert status["algoStatus"] == "FINISHED"
     assert status["actualOrderId"] != ""
     assert position_amount(exchange, BTC) == 0
-    assert trade["price"] == "94000.00"
+    assert trade["price"] == "94000.00"  # the price reached, not the trigger
     assert Decimal(trade["realizedPnl"]) == Decimal("-60")
     assert exchange.fetch_open_orders(BTC, params={"trigger": True}) == []
 
@@ -127,10 +133,10 @@ def test_create_order_when_eleventh_algo_order_on_symbol_then_rejected_with_4045
 ) -> None:
     exchange.create_order(BTC, "market", "buy", 0.01)
     for i in range(10):
-        _stop(exchange, 90_000 + i * 100)
+        _reduce_only_stop(exchange, 90_000 + i * 100)
 
     with pytest.raises(ccxt.BaseError) as caught:
-        _stop(exchange, 89_000)
+        _reduce_only_stop(exchange, 89_000)
 
     assert binance_code(caught.value) == -4045
 
@@ -184,7 +190,7 @@ def test_cancel_all_orders_when_trigger_then_every_algo_canceled(
 ) -> None:
     exchange.create_order(BTC, "market", "buy", 0.01)
     _stop(exchange, 95_000)
-    _stop(exchange, 94_000)
+    _reduce_only_stop(exchange, 94_000)
     exchange.create_order(BTC, "limit", "buy", 0.01, 99_000)
 
     exchange.cancel_all_orders(BTC, {"trigger": True})
@@ -193,15 +199,17 @@ def test_cancel_all_orders_when_trigger_then_every_algo_canceled(
     assert len(exchange.fetch_open_orders(BTC)) == 1
 
 
-def test_position_when_closed_by_market_order_then_close_position_algos_canceled(
-    exchange: ccxt.binanceusdm,
+@pytest.mark.parametrize(("exit_on_flat", "status"), [("expire", "EXPIRED"), ("keep", "NEW")])
+def test_position_when_closed_by_market_order_then_close_position_algos_follow_option(
+    exchange: ccxt.binanceusdm, control: PaperControl, exit_on_flat: str, status: str
 ) -> None:
+    control.set_options(exit_on_flat=exit_on_flat)
     exchange.create_order(BTC, "market", "buy", 0.01)
     algo = _stop(exchange, 95_000)
 
     exchange.create_order(BTC, "market", "sell", 0.01)
 
-    assert exchange.fetch_order(algo["id"], BTC, {"trigger": True})["status"] == "canceled"
+    assert exchange.fetch_order(algo["id"], BTC, {"trigger": True})["info"]["algoStatus"] == status
 
 
 def test_stop_limit_when_triggered_then_limit_order_placed(

@@ -190,7 +190,8 @@ def test_isolated_position_when_price_hits_liquidation_then_margin_lost_and_flat
 
     assert position_amount(exchange, BTC) == 0
     assert usdt(exchange) == Decimal(10_000) - Decimal("0.5") - 50
-    assert exchange.fetch_order(stop["id"], BTC, {"trigger": True})["status"] == "canceled"
+    # The stop outlives the position under the default exit_on_flat "keep".
+    assert exchange.fetch_order(stop["id"], BTC, {"trigger": True})["status"] == "open"
     orders = exchange.fetch_orders(BTC)
     assert orders[-1]["info"]["type"] == "LIQUIDATION"
 
@@ -216,13 +217,16 @@ def test_multi_assets_margin_when_queried_then_off(exchange: ccxt.binanceusdm) -
     assert exchange.fapiPrivateGetMultiAssetsMargin() == {"multiAssetsMargin": False}
 
 
-def test_set_position_mode_when_hedged_requested_then_refused(
+def test_set_position_mode_when_hedged_requested_with_position_open_then_rejected_with_4068(
     exchange: ccxt.binanceusdm,
 ) -> None:
+    exchange.create_order(BTC, "market", "buy", 0.01)
+
     with pytest.raises(ccxt.BaseError) as caught:
         exchange.set_position_mode(True)
 
-    assert binance_code(caught.value) == -1020
+    assert binance_code(caught.value) == -4068
+    assert exchange.fetch_position_mode(BTC)["hedged"] is False
 
 
 def test_fetch_leverage_tiers_when_asked_then_binance_brackets(

@@ -69,7 +69,7 @@ def _long_with_stop(engine: Engine, trigger: str) -> None:
     )
 
 
-def test_replay_step_when_candle_wicks_through_stop_then_fills_at_trigger() -> None:
+def test_replay_step_when_candle_wicks_through_stop_then_fills_at_next_point_past_it() -> None:
     rows = [_candle(0, "100000", "100100", "99900", "100000")]
     rows.append(_candle(1, "100000", "100200", "98000", "99900"))  # red: wicks low first
     engine, _, feed = _replay(rows, warmup=1)
@@ -81,7 +81,9 @@ def test_replay_step_when_candle_wicks_through_stop_then_fills_at_trigger() -> N
     feed.step()  # down to the low 98000, through the stop
 
     assert engine.positions["BTCUSDT"].amount == 0
-    assert engine.trades[-1].price == Decimal("99000")
+    # The fall 100200 -> 98000 is walked in 8 steps of 275: the first at or under the trigger
+    # is 98825, the next price the path offers.
+    assert engine.trades[-1].price == Decimal("98825")
 
 
 def test_replay_step_when_candle_opens_below_stop_then_gap_fills_at_open() -> None:
@@ -92,7 +94,7 @@ def test_replay_step_when_candle_opens_below_stop_then_gap_fills_at_open() -> No
 
     feed.step()
 
-    assert engine.trades[-1].price == Decimal("97000")
+    assert engine.trades[-1].price == Decimal("97000")  # the open
 
 
 def test_replay_klines_when_candles_played_then_served_up_to_now() -> None:

@@ -10,8 +10,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from paper import options as paper_options
 from paper.candles import load_dir
 from paper.runtime import PaperExchange
+from paper.state import StateFileError
 from paper.symbols import set_extra_symbols
 from paper.testing import extra_symbols_from_env
 
@@ -54,6 +56,17 @@ class Command(BaseCommand):
             ),
         )
 
+        parser.add_argument(
+            "--option",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help=(
+                "where Binance's docs and live behaviour differ, which side to play (repeatable;"
+                " see paper/options.py), e.g. --option exit_on_flat=expire; over PAPER_OPTIONS"
+            ),
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         extra = options["extra_symbols"]
@@ -73,6 +86,12 @@ class Command(BaseCommand):
                 "candles: "
                 + ", ".join(f"{name} {len(rows)} minutes" for name, rows in sorted(loaded.items()))
             )
+        try:
+            behaviour = paper_options.from_env().updated(
+                paper_options.parse_pairs(",".join(options["option"]))
+            )
+        except ValueError as e:
+            raise CommandError(f"--option: {e}") from e
         exchange = PaperExchange(
             candle_dir=candle_dir,
             host=options["host"],
@@ -81,12 +100,20 @@ class Command(BaseCommand):
             speed=options["speed"],
             state_file=options["state"],
             stream_port=options["stream_port"],
-        ).start()
+            options=behaviour,
+        )
+        try:
+            exchange.start()
+        except StateFileError as e:
+            raise CommandError(str(e)) from e
         self.stdout.write(
             f"paper exchange on {exchange.url}, user data stream on {exchange.stream_url}"
             f" (feed {options['feed']}, speed"
             f" {options['speed']}, state {options['state'] or 'in memory'}, {extra} synthetic"
             " symbol(s)); Ctrl-C stops"
+        )
+        self.stdout.write(
+            "options: " + ", ".join(f"{k}={v}" for k, v in behaviour.to_json().items())
         )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
