@@ -15,7 +15,15 @@ from risk.sizing import position_excess
 logger = logging.getLogger(__name__)
 
 # Bookkeeping fields that change on every save and say nothing about the rule itself.
-_UNTRACKED_FIELDS = {"updated_at", "changed_at", "filters_synced_at"}
+_UNTRACKED_FIELDS = {
+    "updated_at",
+    "changed_at",
+    "filters_synced_at",
+    # django-celery-beat's bookkeeping on PeriodicTask rows.
+    "date_changed",
+    "last_run_at",
+    "total_run_count",
+}
 
 
 def _field_value(instance: models.Model, field: models.Field) -> str:
@@ -69,6 +77,43 @@ def _record_changes(
             )
         )
     return RuleChange.objects.bulk_create(changes)
+
+
+def rule_event_record(
+    *, instance: models.Model, field: str, old_value: str, new_value: str, actor: str
+) -> RuleChange:
+    """Record one action on a rule that is not a field change (a deletion, a manual run)."""
+    return RuleChange.objects.create(
+        model=instance._meta.label_lower,
+        object_id=str(instance.pk),
+        object_repr=str(instance)[:200],
+        field=field[:64],
+        old_value=old_value,
+        new_value=new_value,
+        changed_by=actor[:150],
+    )
+
+
+@transaction.atomic
+def rule_delete(*, instance: models.Model, actor: str) -> RuleChange:
+    """Delete a rule and keep what it was in the history (``field`` "deleted", old = its values).
+
+    Raises ``ProtectedError`` (nothing deleted) while other records still refer to it.
+    """
+    values = {
+        f.name: _field_value(instance, f)
+        for f in instance._meta.concrete_fields
+        if not f.primary_key and f.name not in _UNTRACKED_FIELDS
+    }
+    change = rule_event_record(
+        instance=instance,
+        field="deleted",
+        old_value=", ".join(f"{k}={v}" for k, v in values.items()),
+        new_value="",
+        actor=actor,
+    )
+    instance.delete()
+    return change
 
 
 # --- post-trade check -------------------------------------------------------------------------

@@ -292,6 +292,8 @@ class Position(models.Model):
 
     class Meta:
         ordering = ["-opened_at"]
+        # Checked by the dashboard's red buttons and the admin action; granted to "operators".
+        permissions = [("emergency_close", "Can emergency-close every position")]
         constraints = [
             models.UniqueConstraint(
                 fields=["symbol"],
