@@ -237,7 +237,7 @@ class Alert(models.Model):
     severity = models.CharField(max_length=8, choices=Severity.choices)
     message = models.TextField()
     symbol = models.ForeignKey(
-        "trading.Symbol", null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts"
+        "trading.Symbol", null=True, blank=True, on_delete=models.PROTECT, related_name="alerts"
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
