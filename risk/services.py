@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.db import models, transaction
 
 from risk.models import RiskProfile, RuleChange
@@ -114,6 +115,53 @@ def rule_delete(*, instance: models.Model, actor: str) -> RuleChange:
     )
     instance.delete()
     return change
+
+
+# The rules a fixture may carry, validated and recorded when loaded (``manage.py loaddata``).
+RULE_MODELS = {
+    "risk.riskprofile",
+    "trading.symbol",
+    "trading.strategy",
+    "trading.tradingswitch",
+    "monitoring.monitoringsettings",
+    "django_celery_beat.periodictask",
+    "django_celery_beat.intervalschedule",
+}
+
+
+def rules_loaded_validate(
+    *, loaded: list[tuple[models.Model | None, models.Model]], actor: str
+) -> None:
+    """Validate rules just written raw (a fixture), then record each overwritten one's changes.
+
+    Every rule is checked after all are written, so cross-rules see the whole fixture. Raises
+    ``ValidationError`` naming each invalid rule; the caller's transaction must then roll back.
+    """
+    from risk.checks import check_schedule_interval
+
+    problems: list[str] = []
+    for _, instance in loaded:
+        current = type(instance).objects.get(pk=instance.pk)
+        try:
+            current.full_clean()
+            if current._meta.label_lower == "django_celery_beat.intervalschedule":
+                refusal = check_schedule_interval(every=current.every, period=current.period)
+                if refusal:
+                    raise ValidationError({"every": refusal})
+        except ValidationError as e:
+            fields = e.message_dict if hasattr(e, "error_dict") else {"": e.messages}
+            for field, messages in fields.items():
+                where = f"{current._meta.label} {current}" + (f" {field}" if field else "")
+                problems.extend(f"{where}: {message}" for message in messages)
+    if problems:
+        raise ValidationError(problems)
+    # A rule the fixture created is the starting state (as on a fresh database); a rule it
+    # overwrote is a change like any other, recorded field by field.
+    for previous, instance in loaded:
+        if previous is not None:
+            _record_changes(
+                previous=previous, current=type(instance).objects.get(pk=instance.pk), actor=actor
+            )
 
 
 # --- post-trade check -------------------------------------------------------------------------

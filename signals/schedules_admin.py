@@ -14,6 +14,7 @@ from django.contrib import admin, messages
 from django_celery_beat.admin import IntervalScheduleAdmin, PeriodicTaskAdmin, PeriodicTaskForm
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from risk.checks import check_schedule_interval
 from risk.services import rule_delete, rule_save
 from signals.schedules import (
     ScheduleManaged,
@@ -22,33 +23,13 @@ from signals.schedules import (
     schedules_set_enabled,
 )
 
-# Beat computes the next run from these; a value of 10^14 seconds overflowed its scheduler and
-# stopped every schedule. A week is far beyond anything the bot runs on.
-MAX_INTERVAL_SECONDS = 7 * 24 * 3600
-_PERIOD_SECONDS = {
-    IntervalSchedule.DAYS: 86400,
-    IntervalSchedule.HOURS: 3600,
-    IntervalSchedule.MINUTES: 60,
-    IntervalSchedule.SECONDS: 1,
-    IntervalSchedule.MICROSECONDS: 1e-6,
-}
-
-
-def interval_check(*, every: int | None, period: str | None) -> str | None:
-    """Refuse an interval longer than ``MAX_INTERVAL_SECONDS``; None when it is acceptable."""
-    if every is None or period not in _PERIOD_SECONDS:
-        return None
-    if every * _PERIOD_SECONDS[period] > MAX_INTERVAL_SECONDS:
-        return f"At most {MAX_INTERVAL_SECONDS} seconds (7 days)."
-    return None
-
 
 class BoundedPeriodicTaskForm(PeriodicTaskForm):
     def clean(self) -> dict:
         cleaned = super().clean()
-        expire = cleaned.get("expire_seconds")
-        if expire is not None and expire > MAX_INTERVAL_SECONDS:
-            self.add_error("expire_seconds", f"At most {MAX_INTERVAL_SECONDS} seconds (7 days).")
+        refusal = check_schedule_interval(every=cleaned.get("expire_seconds"), period="seconds")
+        if refusal:
+            self.add_error("expire_seconds", refusal)
         return cleaned
 
 
@@ -135,7 +116,7 @@ class BoundedIntervalForm(forms.ModelForm):
 
     def clean(self) -> dict:
         cleaned = super().clean()
-        refusal = interval_check(every=cleaned.get("every"), period=cleaned.get("period"))
+        refusal = check_schedule_interval(every=cleaned.get("every"), period=cleaned.get("period"))
         if refusal:
             self.add_error("every", refusal)
         return cleaned

@@ -31,6 +31,7 @@ from risk.checks import (
     check_max_open_positions,
     check_one_position_per_symbol,
 )
+from risk.revalidate import check_active_rules
 from risk.selectors import NoActiveRiskProfile, risk_profile_for_symbol
 from risk.sizing import position_margin, position_size
 from trading.errors import ArenaError, OperatorActionRequired, OrderRejected
@@ -246,6 +247,8 @@ def _open_locked(
 
 
 def _check_database_rules(*, symbol: Symbol, profile, actor: str) -> str | None:
+    if denial := check_active_rules(symbol=symbol, profile=profile):
+        return denial
     switch = TradingSwitch.load()
     denial = check_kill_switch(enabled=switch.enabled, reason=switch.reason)
     if denial:
