@@ -17,6 +17,8 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from risk.checks import check_schedule_interval
 from risk.services import rule_delete, rule_save
 from signals.schedules import (
+    CYCLE_TASK,
+    SYSTEM_TASKS,
     ScheduleManaged,
     schedule_managed_reason,
     schedules_run,
@@ -27,6 +29,14 @@ from signals.schedules import (
 class BoundedPeriodicTaskForm(PeriodicTaskForm):
     def clean(self) -> dict:
         cleaned = super().clean()
+        task = cleaned.get("task") or cleaned.get("regtask")
+        if task in SYSTEM_TASKS or task == CYCLE_TASK:
+            # A second guard or cycle entry made by hand would run beside the managed one.
+            self.add_error(
+                "task",
+                "This task is scheduled by the system (guard, sentinel, equity) or by the "
+                "strategies; it cannot be scheduled here.",
+            )
         refusal = check_schedule_interval(every=cleaned.get("expire_seconds"), period="seconds")
         if refusal:
             self.add_error("expire_seconds", refusal)

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Q
+
 OPERATORS_GROUP = "operators"
-# What an operator sees in the admin besides the red buttons: the trading records, read only.
-VIEWED_MODELS = ("position", "order", "symbol", "strategy", "tradingswitch", "tradeevent")
+# What an operator reads besides pressing the red buttons: positions, orders, rules, alerts and
+# the dashboard's data, read only.
+VIEWED_MODELS = {
+    "trading": ("position", "order", "symbol", "strategy", "tradingswitch", "tradeevent"),
+    "risk": ("riskprofile", "rulechange"),
+    "monitoring": ("alert", "heartbeat", "protectionstate"),
+    "dashboard": ("equitysnapshot",),
+}
 
 
 def operators_group_ensure(*, apps: Any) -> None:
@@ -17,16 +25,17 @@ def operators_group_ensure(*, apps: Any) -> None:
     from django.contrib.auth.management import create_permissions
 
     # Permissions are normally created after the whole migrate run; the group needs them now.
-    trading = apps.get_app_config("trading")
-    models_module = getattr(trading, "models_module", None)
-    trading.models_module = models_module or True
-    create_permissions(trading, apps=apps, verbosity=0)
-    trading.models_module = models_module
+    for label in VIEWED_MODELS:
+        app_config = apps.get_app_config(label)
+        models_module = getattr(app_config, "models_module", None)
+        app_config.models_module = models_module or True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = models_module
 
     group_model = apps.get_model("auth", "Group")
     permission_model = apps.get_model("auth", "Permission")
     group, _ = group_model.objects.get_or_create(name=OPERATORS_GROUP)
-    codenames = ["emergency_close", *(f"view_{model}" for model in VIEWED_MODELS)]
-    group.permissions.add(
-        *permission_model.objects.filter(content_type__app_label="trading", codename__in=codenames)
-    )
+    wanted = Q(content_type__app_label="trading", codename="emergency_close")
+    for label, models in VIEWED_MODELS.items():
+        wanted |= Q(content_type__app_label=label, codename__in=[f"view_{m}" for m in models])
+    group.permissions.add(*permission_model.objects.filter(wanted))

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('signals', '0001_initial'),
-        ('trading', '0004_position_emergency_close_permission_operators_group'),
+        ('trading', '0003_exchange_request_retry_until'),
     ]
 
     operations = [

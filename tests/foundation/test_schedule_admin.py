@@ -178,3 +178,32 @@ def test_schedule_action_when_user_may_change_other_schedule_then_done_and_recor
         "False",
     )
     assert change.changed_by == "staffer"
+
+
+@pytest.mark.parametrize(
+    "task", ["trading.tasks.guard_pass_task", "trading.tasks.trade_cycle_task"]
+)
+def test_schedule_add_when_task_is_managed_then_refused(
+    schedules: dict[str, PeriodicTask], task: str
+) -> None:
+    client = _staff("view_periodictask", "add_periodictask")
+    count = PeriodicTask.objects.count()
+
+    response = client.post(
+        "/admin/django_celery_beat/periodictask/add/",
+        {
+            "name": "my own guard",
+            "regtask": task,
+            "task": task,
+            "enabled": "on",
+            "interval": schedules[GUARD].interval_id,
+            "args": "[1]",
+            "kwargs": "{}",
+            "headers": "{}",
+            "priority": "",
+        },
+    )
+
+    assert response.status_code == 200
+    assert "scheduled by the system" in response.content.decode()
+    assert PeriodicTask.objects.count() == count

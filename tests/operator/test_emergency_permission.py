@@ -41,6 +41,8 @@ def test_operators_group_when_migrated_then_holds_emergency_close(operator_user:
     assert not operator_user.is_superuser
     assert operator_user.has_perm("trading.emergency_close")
     assert operator_user.has_perm("trading.view_position")
+    assert operator_user.has_perm("monitoring.view_alert")
+    assert operator_user.has_perm("dashboard.view_equitysnapshot")
     assert not operator_user.has_perm("trading.change_symbol")
 
 

@@ -19,6 +19,10 @@ class Migration(migrations.Migration):
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
         ("trading", "0003_exchange_request_retry_until"),
+        # The group also views these apps' records (their initial tables suffice).
+        ("risk", "0001_initial"),
+        ("monitoring", "0001_initial"),
+        ("dashboard", "0001_initial"),
     ]
 
     operations = [

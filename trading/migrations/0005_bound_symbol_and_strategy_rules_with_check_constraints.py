@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('risk', '0002_bound_risk_rules_with_check_constraints'),
+        ('risk', '0001_initial'),
         ('trading', '0004_position_emergency_close_permission_operators_group'),
     ]
 
