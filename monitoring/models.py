@@ -85,7 +85,7 @@ class MonitoringSettings(models.Model):
             models.CheckConstraint(condition=Q(id=1), name="single_monitoring_settings"),
             models.CheckConstraint(
                 condition=Q(
-                    reattach_debounce_seconds__gte=5,
+                    reattach_debounce_seconds__gte=1,
                     reattach_debounce_seconds__lte=MAX_REATTACH_DEBOUNCE_SECONDS,
                     alert_repeat_seconds__lte=MAX_ALERT_REPEAT_SECONDS,
                     heartbeat_stale_seconds__lte=MAX_HEARTBEAT_STALE_SECONDS,
