@@ -248,12 +248,13 @@ def llm_post(*, url: str, api_key: str, body: dict[str, Any], timeout: float) ->
         return LlmResponse(status=None, body="", latency_ms=0, error=refusal)
     parts = urlsplit(url)
     path = parts.path.rstrip("/") + "/chat/completions" + (f"?{parts.query}" if parts.query else "")
+    # The port always explicit: http.client would read "::1" as host "::" and port 1.
     if parts.scheme == "https":
         connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-            parts.hostname, parts.port, timeout=timeout, context=ssl.create_default_context()
+            parts.hostname, parts.port or 443, timeout=timeout, context=ssl.create_default_context()
         )
     else:
-        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
     expired = threading.Event()
     opened: list[socket.socket] = []
 
