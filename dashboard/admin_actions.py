@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from dashboard.permissions import may_emergency_close
+from dashboard.reauth import REAUTH_REFUSED, password_entered_recently, reauth_satisfied
 from dashboard.views import report_messages
 from trading.emergency import emergency_close_all, emergency_plan
 from trading.models import Position
@@ -43,7 +44,10 @@ def emergency_close_selected(
             request, "None of the selected positions is open: nothing to close.", "warning"
         )
         return None
-    if request.POST.get("confirm") == "yes":
+    refused = ""
+    if request.POST.get("confirm") == "yes" and not reauth_satisfied(request):
+        refused = REAUTH_REFUSED
+    elif request.POST.get("confirm") == "yes":
         reason = request.POST.get("reason", "").strip() or "emergency close from the admin"
         report = emergency_close_all(
             symbols=symbols, reason=reason, actor=request.user.get_username()
@@ -62,8 +66,12 @@ def emergency_close_selected(
         ],
         "default_reason": "emergency close from the admin",
         "opts": modeladmin.model._meta,
+        "reauth_needed": not password_entered_recently(request),
+        "reauth_refused": refused,
     }
-    return TemplateResponse(request, "dashboard/emergency_confirm.html", context)
+    return TemplateResponse(
+        request, "dashboard/emergency_confirm.html", context, status=403 if refused else 200
+    )
 
 
 class EmergencyCloseActionMixin:

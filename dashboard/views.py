@@ -12,6 +12,7 @@ from django.views.decorators.http import require_http_methods
 
 from dashboard import selectors
 from dashboard.permissions import may_emergency_close
+from dashboard.reauth import REAUTH_REFUSED, password_entered_recently, reauth_satisfied
 from trading.emergency import emergency_close_all, emergency_plan
 from trading.selectors import daily_pnl
 
@@ -51,11 +52,16 @@ def close_everything(request: HttpRequest) -> HttpResponse:
     """GET: what an emergency close would touch. POST (confirmed): do it, report each symbol."""
     if not may_emergency_close(request.user):
         raise PermissionDenied("Emergency close needs a superuser or trading.emergency_close.")
+    refused = ""
     if request.method == "POST" and request.POST.get("confirm") == "yes":
-        reason = request.POST.get("reason", "").strip() or "emergency close from the dashboard"
-        report = emergency_close_all(symbols=None, reason=reason, actor=request.user.get_username())
-        report_messages(request, report)
-        return redirect("dashboard")
+        if reauth_satisfied(request):
+            reason = request.POST.get("reason", "").strip() or "emergency close from the dashboard"
+            report = emergency_close_all(
+                symbols=None, reason=reason, actor=request.user.get_username()
+            )
+            report_messages(request, report)
+            return redirect("dashboard")
+        refused = REAUTH_REFUSED
     context = {
         **admin.site.each_context(request),
         "title": "Close everything",
@@ -63,8 +69,12 @@ def close_everything(request: HttpRequest) -> HttpResponse:
         "form_action": "",
         "hidden_fields": [],
         "default_reason": "emergency close from the dashboard",
+        "reauth_needed": not password_entered_recently(request),
+        "reauth_refused": refused,
     }
-    return TemplateResponse(request, "dashboard/emergency_confirm.html", context)
+    return TemplateResponse(
+        request, "dashboard/emergency_confirm.html", context, status=403 if refused else 200
+    )
 
 
 def report_messages(request: HttpRequest, report) -> None:

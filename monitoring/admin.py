@@ -48,6 +48,10 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # What the guard and sentinel saw is evidence; pruning is the bot's job, not a click.
+        return False
+
 
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyAdmin):

@@ -9,11 +9,20 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 MONEY = {"max_digits": 24, "decimal_places": 10}
+
+# Upper bounds: a debounce of 10^11 s silently switched the guard's re-attach off.
+HOUR = 3600
+MAX_REATTACH_DEBOUNCE_SECONDS = HOUR
+MAX_ALERT_REPEAT_SECONDS = 24 * HOUR
+MAX_HEARTBEAT_STALE_SECONDS = HOUR
+MAX_GUARD_LEASE_SECONDS = HOUR
+MAX_HEARTBEAT_KEEP_MINUTES = 7 * 24 * 60
+MAX_PNL_DRIFT_USD = Decimal("1000000")
 
 
 class MonitoringSettings(models.Model):
@@ -27,7 +36,7 @@ class MonitoringSettings(models.Model):
 
     reattach_debounce_seconds = models.PositiveIntegerField(
         default=30,
-        validators=[MinValueValidator(5)],
+        validators=[MinValueValidator(5), MaxValueValidator(MAX_REATTACH_DEBOUNCE_SECONDS)],
         help_text="Seconds between two attempts to re-attach a missing stop-loss or take-profit "
         "of the same symbol (at least 5). Binance can hide a new conditional order from "
         "open-order queries for ~30 s, so shorter values risk a second stop.",
@@ -41,7 +50,7 @@ class MonitoringSettings(models.Model):
     )
     alert_repeat_seconds = models.PositiveIntegerField(
         default=900,
-        validators=[MinValueValidator(60)],
+        validators=[MinValueValidator(60), MaxValueValidator(MAX_ALERT_REPEAT_SECONDS)],
         help_text="The same alert (same key) is not raised again within this many seconds "
         "(at least 60).",
     )
@@ -53,19 +62,19 @@ class MonitoringSettings(models.Model):
     )
     heartbeat_stale_seconds = models.PositiveIntegerField(
         default=30,
-        validators=[MinValueValidator(10)],
+        validators=[MinValueValidator(10), MaxValueValidator(MAX_HEARTBEAT_STALE_SECONDS)],
         help_text="The sentinel alerts when the guard has not finished a pass for this many "
         "seconds (at least 10).",
     )
     guard_lease_seconds = models.PositiveIntegerField(
         default=60,
-        validators=[MinValueValidator(10)],
+        validators=[MinValueValidator(10), MaxValueValidator(MAX_GUARD_LEASE_SECONDS)],
         help_text="How long a guard pass holds its lease. A pass that dies keeps the next ones "
         "out for at most this long; a live pass should finish well within it (at least 10).",
     )
     heartbeat_keep_minutes = models.PositiveIntegerField(
         default=60,
-        validators=[MinValueValidator(1)],
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_HEARTBEAT_KEEP_MINUTES)],
         help_text="Heartbeats older than this many minutes are deleted (at least 1).",
     )
     updated_at = models.DateTimeField(auto_now=True)
@@ -73,7 +82,20 @@ class MonitoringSettings(models.Model):
     class Meta:
         verbose_name = "monitoring settings"
         verbose_name_plural = "monitoring settings"
-        constraints = [models.CheckConstraint(condition=Q(id=1), name="single_monitoring_settings")]
+        constraints = [
+            models.CheckConstraint(condition=Q(id=1), name="single_monitoring_settings"),
+            models.CheckConstraint(
+                condition=Q(
+                    reattach_debounce_seconds__gte=1,
+                    reattach_debounce_seconds__lte=MAX_REATTACH_DEBOUNCE_SECONDS,
+                    alert_repeat_seconds__lte=MAX_ALERT_REPEAT_SECONDS,
+                    heartbeat_stale_seconds__lte=MAX_HEARTBEAT_STALE_SECONDS,
+                    guard_lease_seconds__lte=MAX_GUARD_LEASE_SECONDS,
+                    heartbeat_keep_minutes__lte=MAX_HEARTBEAT_KEEP_MINUTES,
+                ),
+                name="monitoring_settings_durations_in_range",
+            ),
+        ]
 
     def __str__(self) -> str:
         return "Monitoring settings"
@@ -85,8 +107,8 @@ class MonitoringSettings(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
-        if self.pnl_drift_usd is not None and self.pnl_drift_usd <= 0:
-            errors["pnl_drift_usd"] = "Must be positive."
+        if self.pnl_drift_usd is not None and not (0 < self.pnl_drift_usd <= MAX_PNL_DRIFT_USD):
+            errors["pnl_drift_usd"] = f"Must be positive and at most {MAX_PNL_DRIFT_USD} USDT."
         if (
             self.heartbeat_stale_seconds is not None
             and self.heartbeat_keep_minutes is not None
@@ -238,7 +260,7 @@ class Alert(models.Model):
     severity = models.CharField(max_length=8, choices=Severity.choices)
     message = models.TextField()
     symbol = models.ForeignKey(
-        "trading.Symbol", null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts"
+        "trading.Symbol", null=True, blank=True, on_delete=models.PROTECT, related_name="alerts"
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -182,11 +183,24 @@ def _delivery_enqueue(*, alert_id: int) -> None:
         ).start()
 
 
+# Direct delivery (broker down): a few quick tries in the background thread before leaving the
+# alert to the sentinel's re-queue.
+DIRECT_DELIVERY_BACKOFF_SECONDS = (2, 5, 15)
+
+
 def _deliver_directly(alert_id: int) -> None:
     from django.db import connection
 
     try:
-        alert_deliver(alert_id=alert_id)
+        for wait in (*DIRECT_DELIVERY_BACKOFF_SECONDS, None):
+            try:
+                alert_deliver(alert_id=alert_id)
+                return
+            except TelegramError as exc:
+                if wait is None:
+                    raise
+                logger.warning("Alert %s: %s; trying again in %ss", alert_id, exc, wait)
+                time.sleep(wait)  # a background thread of its own: nobody waits on it
     except Exception:
         logger.exception(
             "Alert %s: direct delivery failed; re-queued when the broker is back", alert_id

@@ -6,7 +6,7 @@ from django.utils.html import format_html_join
 
 from risk.models import RiskProfile, RuleChange
 from risk.selectors import rule_history
-from risk.services import rule_save
+from risk.services import rule_delete, rule_save
 
 
 class RuleHistoryAdmin(admin.ModelAdmin):
@@ -42,6 +42,13 @@ class RuleHistoryAdmin(admin.ModelAdmin):
             rule_save(instance=obj, actor=request.user.get_username())
         except ValidationError as exc:  # pragma: no cover - the form validated the same rules
             self.message_user(request, f"Not saved: {exc}", level="error")
+
+    def delete_model(self, request, obj) -> None:
+        rule_delete(instance=obj, actor=request.user.get_username())
+
+    def delete_queryset(self, request, queryset) -> None:
+        for obj in queryset:
+            rule_delete(instance=obj, actor=request.user.get_username())
 
 
 @admin.register(RiskProfile)

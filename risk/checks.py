@@ -71,3 +71,24 @@ def _plain(value: Decimal) -> str:
     """Without the database column's padding zeros: 100.0000000000 -> 100."""
     text = format(value.normalize(), "f")
     return text
+
+
+# Beat computes the next run from an interval; 10^14 seconds overflowed its scheduler and stopped
+# every schedule. A week is far beyond anything the bot runs on.
+MAX_SCHEDULE_INTERVAL_SECONDS = 7 * 24 * 3600
+_PERIOD_SECONDS = {
+    "days": Decimal(86400),
+    "hours": Decimal(3600),
+    "minutes": Decimal(60),
+    "seconds": Decimal(1),
+    "microseconds": Decimal("0.000001"),
+}
+
+
+def check_schedule_interval(*, every: int | None, period: str | None) -> str | None:
+    """Refuse a schedule interval longer than a week (``period`` as django-celery-beat names it)."""
+    if every is None or period not in _PERIOD_SECONDS:
+        return None
+    if every * _PERIOD_SECONDS[period] > MAX_SCHEDULE_INTERVAL_SECONDS:
+        return f"At most {MAX_SCHEDULE_INTERVAL_SECONDS} seconds (7 days)."
+    return None

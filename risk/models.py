@@ -12,6 +12,21 @@ from django.db.models import Q
 PERCENT = {"max_digits": 7, "decimal_places": 4}
 MONEY = {"max_digits": 24, "decimal_places": 10}
 
+# Upper bounds of the rules. Binance's highest leverage is 125x; the others are far beyond any
+# sane setting and exist so that a typo (an extra six zeros) is refused, not obeyed.
+MAX_LEVERAGE = 125
+MAX_USD = Decimal("1000000000")
+MAX_HOLDING_SECONDS = 7 * 24 * 3600
+MAX_OPEN_POSITIONS = 100
+# Isolated liquidation comes at roughly 100/leverage % from the entry, less the maintenance
+# margin rate (0.4-1 % in Binance's first brackets); a stop must trigger before it.
+MAINTENANCE_MARGIN_PCT = Decimal("0.5")
+
+
+def liquidation_distance_pct(*, leverage: int) -> Decimal:
+    """How far (in %) the price may move against a position before liquidation, conservatively."""
+    return Decimal(100) / Decimal(leverage) - MAINTENANCE_MARGIN_PCT
+
 
 class RiskProfile(models.Model):
     """A set of risk rules. One profile is active; a symbol may name its own instead."""
@@ -27,7 +42,7 @@ class RiskProfile(models.Model):
     )
     leverage = models.PositiveSmallIntegerField(
         default=2,
-        validators=[MinValueValidator(1), MaxValueValidator(125)],
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_LEVERAGE)],
         help_text="Leverage set on the exchange before every entry (1 to the symbol's maximum).",
     )
     margin_type = models.CharField(
@@ -59,12 +74,13 @@ class RiskProfile(models.Model):
     )
     min_holding_seconds = models.PositiveIntegerField(
         default=0,
+        validators=[MaxValueValidator(MAX_HOLDING_SECONDS)],
         help_text="Seconds a position is held before a signal may close it. Never delays a "
         "stop-loss, take-profit, risk or emergency exit.",
     )
     max_open_positions = models.PositiveSmallIntegerField(
         default=2,
-        validators=[MinValueValidator(1)],
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_OPEN_POSITIONS)],
         help_text="Most positions open at once across all symbols.",
     )
     partial_close_tolerance_pct = models.DecimalField(
@@ -93,7 +109,36 @@ class RiskProfile(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["is_active"], condition=Q(is_active=True), name="one_active_risk_profile"
-            )
+            ),
+            # What must never be stored, whoever writes (admin, fixture, shell, SQL).
+            models.CheckConstraint(
+                condition=Q(leverage__gte=1, leverage__lte=MAX_LEVERAGE),
+                name="risk_profile_leverage_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(risk_pct__gt=0, risk_pct__lte=100),
+                name="risk_profile_risk_pct_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_risk_usd__gt=0, max_risk_usd__lte=MAX_USD),
+                name="risk_profile_max_risk_usd_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(take_profit_pct__gt=0, take_profit_pct__lte=50),
+                name="risk_profile_take_profit_pct_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(stop_loss_pct__gt=0, stop_loss_pct__lte=50),
+                name="risk_profile_stop_loss_pct_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_open_positions__gte=1, max_open_positions__lte=MAX_OPEN_POSITIONS),
+                name="risk_profile_max_open_positions_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_holding_seconds__lte=MAX_HOLDING_SECONDS),
+                name="risk_profile_min_holding_seconds_in_range",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -109,8 +154,10 @@ class RiskProfile(models.Model):
         errors: dict[str, str] = {}
         if self.risk_pct is not None and not (Decimal("0") < self.risk_pct <= Decimal("100")):
             errors["risk_pct"] = "Must be above 0 and at most 100 percent."
-        if self.max_risk_usd is not None and self.max_risk_usd <= 0:
-            errors["max_risk_usd"] = "Must be positive."
+        if self.max_risk_usd is not None and not (0 < self.max_risk_usd <= MAX_USD):
+            errors["max_risk_usd"] = (
+                "Must be positive." if self.max_risk_usd <= 0 else f"At most {MAX_USD} USDT."
+            )
         if self.take_profit_pct is not None and not (
             Decimal("0") < self.take_profit_pct <= Decimal("50")
         ):
@@ -123,8 +170,23 @@ class RiskProfile(models.Model):
             Decimal("0") <= self.partial_close_tolerance_pct <= Decimal("100")
         ):
             errors["partial_close_tolerance_pct"] = "Must be between 0 and 100 percent."
-        if self.daily_loss_limit_usd is not None and self.daily_loss_limit_usd <= 0:
-            errors["daily_loss_limit_usd"] = "Must be positive, or empty for no limit."
+        if self.daily_loss_limit_usd is not None and not (0 < self.daily_loss_limit_usd <= MAX_USD):
+            errors["daily_loss_limit_usd"] = (
+                f"Must be positive and at most {MAX_USD} USDT, or empty for no limit."
+            )
+        if (
+            self.leverage
+            and 1 <= self.leverage <= MAX_LEVERAGE
+            and self.stop_loss_pct is not None
+            and "stop_loss_pct" not in errors
+            and self.stop_loss_pct >= liquidation_distance_pct(leverage=self.leverage)
+        ):
+            distance = liquidation_distance_pct(leverage=self.leverage).quantize(Decimal("0.01"))
+            errors["stop_loss_pct"] = (
+                f"A {self.stop_loss_pct.normalize():f} % stop is beyond liquidation at "
+                f"{self.leverage}x (about {distance} % from the entry): lower the stop or the "
+                "leverage."
+            )
         if self.leverage is not None and self.pk and "leverage" not in errors:
             too_high = [s.name for s in self.symbols.all() if self.leverage > s.max_leverage]
             if too_high:

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.db import models, transaction
 
 from risk.models import RiskProfile, RuleChange
@@ -15,7 +16,15 @@ from risk.sizing import position_excess
 logger = logging.getLogger(__name__)
 
 # Bookkeeping fields that change on every save and say nothing about the rule itself.
-_UNTRACKED_FIELDS = {"updated_at", "changed_at", "filters_synced_at"}
+_UNTRACKED_FIELDS = {
+    "updated_at",
+    "changed_at",
+    "filters_synced_at",
+    # django-celery-beat's bookkeeping on PeriodicTask rows.
+    "date_changed",
+    "last_run_at",
+    "total_run_count",
+}
 
 
 def _field_value(instance: models.Model, field: models.Field) -> str:
@@ -69,6 +78,90 @@ def _record_changes(
             )
         )
     return RuleChange.objects.bulk_create(changes)
+
+
+def rule_event_record(
+    *, instance: models.Model, field: str, old_value: str, new_value: str, actor: str
+) -> RuleChange:
+    """Record one action on a rule that is not a field change (a deletion, a manual run)."""
+    return RuleChange.objects.create(
+        model=instance._meta.label_lower,
+        object_id=str(instance.pk),
+        object_repr=str(instance)[:200],
+        field=field[:64],
+        old_value=old_value,
+        new_value=new_value,
+        changed_by=actor[:150],
+    )
+
+
+@transaction.atomic
+def rule_delete(*, instance: models.Model, actor: str) -> RuleChange:
+    """Delete a rule and keep what it was in the history (``field`` "deleted", old = its values).
+
+    Raises ``ProtectedError`` (nothing deleted) while other records still refer to it.
+    """
+    values = {
+        f.name: _field_value(instance, f)
+        for f in instance._meta.concrete_fields
+        if not f.primary_key and f.name not in _UNTRACKED_FIELDS
+    }
+    change = rule_event_record(
+        instance=instance,
+        field="deleted",
+        old_value=", ".join(f"{k}={v}" for k, v in values.items()),
+        new_value="",
+        actor=actor,
+    )
+    instance.delete()
+    return change
+
+
+# The rules a fixture may carry, validated and recorded when loaded (``manage.py loaddata``).
+RULE_MODELS = {
+    "risk.riskprofile",
+    "trading.symbol",
+    "trading.strategy",
+    "trading.tradingswitch",
+    "monitoring.monitoringsettings",
+    "django_celery_beat.periodictask",
+    "django_celery_beat.intervalschedule",
+}
+
+
+def rules_loaded_validate(
+    *, loaded: list[tuple[models.Model | None, models.Model]], actor: str
+) -> None:
+    """Validate rules just written raw (a fixture), then record each overwritten one's changes.
+
+    Every rule is checked after all are written, so cross-rules see the whole fixture. Raises
+    ``ValidationError`` naming each invalid rule; the caller's transaction must then roll back.
+    """
+    from risk.checks import check_schedule_interval
+
+    problems: list[str] = []
+    for _, instance in loaded:
+        current = type(instance).objects.get(pk=instance.pk)
+        try:
+            current.full_clean()
+            if current._meta.label_lower == "django_celery_beat.intervalschedule":
+                refusal = check_schedule_interval(every=current.every, period=current.period)
+                if refusal:
+                    raise ValidationError({"every": refusal})
+        except ValidationError as e:
+            fields = e.message_dict if hasattr(e, "error_dict") else {"": e.messages}
+            for field, messages in fields.items():
+                where = f"{current._meta.label} {current}" + (f" {field}" if field else "")
+                problems.extend(f"{where}: {message}" for message in messages)
+    if problems:
+        raise ValidationError(problems)
+    # A rule the fixture created is the starting state (as on a fresh database); a rule it
+    # overwrote is a change like any other, recorded field by field.
+    for previous, instance in loaded:
+        if previous is not None:
+            _record_changes(
+                previous=previous, current=type(instance).objects.get(pk=instance.pk), actor=actor
+            )
 
 
 # --- post-trade check -------------------------------------------------------------------------

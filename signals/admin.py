@@ -116,3 +116,6 @@ class ManualSignalAdmin(admin.ModelAdmin):
         )
         obj.pk = created.pk
         obj.created_by, obj.created_at = created.created_by, created.created_at
+
+
+from signals import schedules_admin  # noqa: E402, F401  (the schedules' admin, with permissions)

@@ -9,15 +9,20 @@ refused: numbers are never fished out of free text, and the model never picks si
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import ipaddress
 import json
+import socket
+import ssl
+import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from signals.agents import AgentDecision
 from signals.indicators import ema, macd, rsi
@@ -30,6 +35,16 @@ SERIES_LENGTH = 10
 # Enough history for MACD(12, 26, 9) plus a ten-point series, with warm-up for the EMAs.
 CANDLES_FOR_PROMPT = 100
 MAX_RESPONSE_BYTES = 1_000_000
+# A number is a price or a confidence: longer text is junk (and must never be logged whole).
+MAX_NUMBER_CHARS = 40
+# The advisory prices are stored and shown: they must lie near the market (the rules allow exits
+# at most 50 % away) and fit their column (10 decimal places).
+MAX_PRICE_DISTANCE = Decimal("0.5")
+PRICE_PLACES = Decimal("1e-10")
+MAX_SYMBOL_CHARS = 32
+MAX_ANSWER_ENTRIES = 50
+MAX_COUNT = 2_147_483_647  # the token counts' column
+SHOWN_CHARS = 60
 
 
 class AnswerRefused(ValueError):
@@ -189,64 +204,126 @@ def llm_request_body(*, model: str, messages: list[dict[str, str]]) -> dict[str,
 # --- HTTP ------------------------------------------------------------------------------------
 
 
+def llm_url_refusal(url: str) -> str | None:
+    """Why ``url`` may not receive the API key, or None: https only (plain http on loopback)."""
+    if not url:
+        return "LLM_API_URL is not set"
+    try:
+        parts = urlsplit(url)
+        host, _port = parts.hostname, parts.port
+    except ValueError:
+        return "LLM_API_URL is not a valid URL"
+    if parts.scheme not in ("https", "http") or not host:
+        return "LLM_API_URL must be an https:// URL"
+    if parts.username or parts.password:
+        return "LLM_API_URL must not carry credentials (the key comes from LLM_API_KEY)"
+    if parts.scheme == "http" and not _is_loopback(host):
+        return "LLM_API_URL must use https (plain http only on this machine)"
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def llm_post(*, url: str, api_key: str, body: dict[str, Any], timeout: float) -> LlmResponse:
     """POST the body to ``{url}/chat/completions``; never raises, never logs the key.
 
-    ``timeout`` bounds the whole exchange, not only each socket read, so a server that trickles
-    bytes cannot hold the cycle past it.
+    ``timeout`` bounds the whole exchange (connect, headers, body), not each socket read: a
+    watchdog shuts the socket down at the deadline, so a server that trickles bytes cannot hold
+    the cycle past it. Redirects are refused, never followed: the key goes to ``url``'s host only.
     """
     started = time.monotonic()
-    deadline = started + timeout
 
     def elapsed() -> int:
         return int((time.monotonic() - started) * 1000)
 
-    if not url:
-        return LlmResponse(status=None, body="", latency_ms=0, error="LLM_API_URL is not set")
-    request = urllib.request.Request(
-        url.rstrip("/") + "/chat/completions",
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
-        method="POST",
-    )
+    refusal = llm_url_refusal(url)
+    if refusal:
+        return LlmResponse(status=None, body="", latency_ms=0, error=refusal)
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/") + "/chat/completions" + (f"?{parts.query}" if parts.query else "")
+    # The port always explicit: http.client would read "::1" as host "::" and port 1.
+    if parts.scheme == "https":
+        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+            parts.hostname, parts.port or 443, timeout=timeout, context=ssl.create_default_context()
+        )
+    else:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+    expired = threading.Event()
+    opened: list[socket.socket] = []
+
+    def abort() -> None:
+        expired.set()
+        # The socket as opened: http.client drops its own reference once the headers say
+        # "close", while the response keeps reading from it.
+        for sock in opened:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    watchdog = threading.Timer(timeout, abort)
+    watchdog.daemon = True
+    watchdog.start()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            chunks: list[bytes] = []
-            size = 0
-            while chunk := response.read(65536):
-                chunks.append(chunk)
-                size += len(chunk)
-                if time.monotonic() > deadline:
-                    raise TimeoutError
-                if size > MAX_RESPONSE_BYTES:
-                    return LlmResponse(
-                        status=response.status,
-                        body=b"".join(chunks)[:4096].decode(errors="replace"),
-                        latency_ms=elapsed(),
-                        error=f"response larger than {MAX_RESPONSE_BYTES} bytes",
-                    )
+        connection.connect()
+        opened.append(connection.sock)
+        if expired.is_set():
+            raise TimeoutError
+        connection.request(
+            "POST",
+            path,
+            body=json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
+        )
+        if expired.is_set():
+            raise TimeoutError
+        response = connection.getresponse()
+        if 300 <= response.status < 400:
             return LlmResponse(
                 status=response.status,
-                body=b"".join(chunks).decode(errors="replace"),
+                body="",
                 latency_ms=elapsed(),
+                error=f"redirect refused (HTTP {response.status}): the key is sent nowhere else",
             )
-    except urllib.error.HTTPError as e:
-        text = e.read(4096).decode(errors="replace") if e.fp else ""
-        return LlmResponse(
-            status=e.code, body=text, latency_ms=elapsed(), error=f"HTTP {e.code} {e.reason}"
-        )
-    except TimeoutError:
-        return LlmResponse(
-            status=None, body="", latency_ms=elapsed(), error=f"timeout after {timeout:g}s"
-        )
-    except urllib.error.URLError as e:
-        if isinstance(e.reason, TimeoutError):
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := response.read(65536):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                return LlmResponse(
+                    status=response.status,
+                    body=b"".join(chunks)[:4096].decode(errors="replace"),
+                    latency_ms=elapsed(),
+                    error=f"response larger than {MAX_RESPONSE_BYTES} bytes",
+                )
+        if expired.is_set():
+            raise TimeoutError
+        text = b"".join(chunks).decode(errors="replace")
+        if response.status >= 400:
+            return LlmResponse(
+                status=response.status,
+                body=text[:4096],
+                latency_ms=elapsed(),
+                error=f"HTTP {response.status} {response.reason}"[:200],
+            )
+        return LlmResponse(status=response.status, body=text, latency_ms=elapsed())
+    except (OSError, http.client.HTTPException, ValueError) as e:
+        if expired.is_set() or isinstance(e, TimeoutError):
             error = f"timeout after {timeout:g}s"
+        elif isinstance(e, ssl.SSLError):
+            error = f"TLS failed: {e.reason or type(e).__name__}"
         else:
-            error = f"connection failed: {e.reason}"
+            error = f"connection failed: {type(e).__name__}"
         return LlmResponse(status=None, body="", latency_ms=elapsed(), error=error)
-    except (OSError, ValueError) as e:
-        return LlmResponse(status=None, body="", latency_ms=elapsed(), error=f"request failed: {e}")
+    finally:
+        watchdog.cancel()
+        connection.close()
 
 
 # --- Strict answer check ---------------------------------------------------------------------
@@ -267,14 +344,32 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _bounded_number(text: str, kind: type) -> Any:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(f"a number of {len(text)} characters (at most {MAX_NUMBER_CHARS})")
+    return kind(text)
+
+
 def strict_json_loads(text: str) -> Any:
-    """Parse JSON with floats as ``Decimal``, refusing NaN, Infinity and repeated keys."""
-    return json.loads(
-        text,
-        parse_float=Decimal,
-        parse_constant=_refuse_constant,
-        object_pairs_hook=_unique_keys,
-    )
+    """Parse JSON with floats as ``Decimal``, refusing NaN, Infinity, repeated keys and numbers
+    longer than ``MAX_NUMBER_CHARS``. Every parser failure (deep nesting included) is a
+    ``ValueError``."""
+    try:
+        return json.loads(
+            text,
+            parse_float=lambda t: _bounded_number(t, Decimal),
+            parse_int=lambda t: _bounded_number(t, int),
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_unique_keys,
+        )
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _shown(value: Any) -> str:
+    """A value for a refusal reason: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}… ({len(text)} chars)"
 
 
 def completion_content(body: str) -> tuple[str, dict[str, int | None]]:
@@ -304,7 +399,7 @@ def completion_content(body: str) -> tuple[str, dict[str, int | None]]:
 
 
 def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT
 
 
 def answer_parse(
@@ -324,9 +419,13 @@ def answer_parse(
         raise AnswerRefused("answer is not a JSON object keyed by symbol")
     if not answer:
         raise AnswerRefused("empty answer")
+    if len(answer) > MAX_ANSWER_ENTRIES:
+        raise AnswerRefused(f"answer has {len(answer)} entries (at most {MAX_ANSWER_ENTRIES})")
     results: dict[str, AgentDecision | str] = {}
     for symbol, entry in answer.items():
-        if symbol not in enabled:
+        if len(symbol) > MAX_SYMBOL_CHARS:
+            results[symbol[:MAX_SYMBOL_CHARS]] = f"{_shown(symbol)} is not a symbol"
+        elif symbol not in enabled:
             results[symbol] = f"{symbol} is not an enabled symbol"
         elif symbol not in asked:
             results[symbol] = f"{symbol} was not asked"
@@ -351,12 +450,12 @@ def _entry_parse(*, symbol: str, entry: Any, mark: Decimal) -> AgentDecision:
         raise ValueError(f"missing field(s): {', '.join(missing)}")
     signal = entry["signal"]
     if not isinstance(signal, str) or signal not in SIGNALS:
-        raise ValueError(f"signal must be one of {', '.join(SIGNALS)}, not {signal!r}")
+        raise ValueError(f"signal must be one of {', '.join(SIGNALS)}, not {_shown(signal)}")
     confidence = _decimal("confidence", entry["confidence"])
     if not Decimal(0) <= confidence <= Decimal(1):
         raise ValueError(f"confidence must be between 0 and 1, not {confidence}")
-    target = _price("profit_target", entry.get("profit_target"))
-    stop = _price("stop_loss", entry.get("stop_loss"))
+    target = _price("profit_target", entry.get("profit_target"), mark=mark)
+    stop = _price("stop_loss", entry.get("stop_loss"), mark=mark)
     invalidation = _text("invalidation_condition", entry["invalidation_condition"])
     justification = _text("justification", entry["justification"], required=True)
     action = SIGNALS[signal]
@@ -378,20 +477,27 @@ def _entry_parse(*, symbol: str, entry: Any, mark: Decimal) -> AgentDecision:
 def _decimal(name: str, value: Any) -> Decimal:
     # Integers arrive as int, fractions as Decimal (parse_float); booleans are ints in Python.
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
-        raise ValueError(f"{name} must be a number, not {value!r}")
+        raise ValueError(f"{name} must be a number, not {_shown(value)}")
     number = Decimal(value)
     if not number.is_finite():
         raise ValueError(f"{name} must be finite")
     return number
 
 
-def _price(name: str, value: Any) -> Decimal | None:
+def _price(name: str, value: Any, *, mark: Decimal) -> Decimal | None:
     if value is None:
         return None
     price = _decimal(name, value)
     if price <= 0:
         raise ValueError(f"{name} must be positive, not {price}")
-    return price
+    low, high = mark * (1 - MAX_PRICE_DISTANCE), mark * (1 + MAX_PRICE_DISTANCE)
+    if not low <= price <= high:
+        raise ValueError(
+            f"{name} {price} is more than {int(MAX_PRICE_DISTANCE * 100)} % away from the price "
+            f"{mark.normalize():f}"
+        )
+    # More decimals than the column keeps would be rounded by the database anyway; do it here.
+    return price.quantize(PRICE_PLACES) if price.as_tuple().exponent < -10 else price
 
 
 def _text(name: str, value: Any, *, required: bool = False) -> str:

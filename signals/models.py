@@ -60,7 +60,7 @@ class ManualSignal(models.Model):
     """A signal entered by an operator, used once by the symbol's next trade cycle."""
 
     symbol = models.ForeignKey(
-        "trading.Symbol", on_delete=models.CASCADE, related_name="manual_signals"
+        "trading.Symbol", on_delete=models.PROTECT, related_name="manual_signals"
     )
     action = models.CharField(
         max_length=5,
@@ -100,7 +100,7 @@ class SignalDecision(models.Model):
     """What an agent decided for one symbol in one cycle, and why."""
 
     symbol = models.ForeignKey(
-        "trading.Symbol", on_delete=models.CASCADE, related_name="signal_decisions"
+        "trading.Symbol", on_delete=models.PROTECT, related_name="signal_decisions"
     )
     agent = models.CharField(max_length=16, help_text="The Strategy agent that decided.")
     action = models.CharField(max_length=5, choices=Action.choices)

@@ -143,3 +143,97 @@ def cycle_schedules_sync_on_commit() -> None:
             logger.exception("cycle schedules sync failed; run manage.py sync_schedules")
 
     transaction.on_commit(run)
+
+
+# --- Schedules as the admin sees them ---------------------------------------------------------
+
+# Beat entries the bot depends on: switching one off silently disables a safety net.
+SYSTEM_TASKS = {
+    "trading.tasks.guard_pass_task": "the guard",
+    "monitoring.tasks.sentinel_pass_task": "the sentinel",
+    "dashboard.tasks.equity_snapshot_task": "the equity snapshot",
+}
+
+
+class ScheduleManaged(ValueError):
+    """A system or strategy schedule was to be changed from the admin; nothing changed."""
+
+
+def schedule_managed_reason(*, task: PeriodicTask) -> str | None:
+    """Why ``task`` may not be changed by hand, or None when it may."""
+    if task.task in SYSTEM_TASKS:
+        return f"{task.name} is a system schedule ({SYSTEM_TASKS[task.task]}): not changed here"
+    if task.task == CYCLE_TASK:
+        return f"{task.name} follows its strategy and symbol: edit those instead"
+    return None
+
+
+def _refuse_managed(tasks: list[PeriodicTask], *, allow_cycles: bool = False) -> None:
+    reasons = [
+        reason
+        for task in tasks
+        if (reason := schedule_managed_reason(task=task))
+        and not (allow_cycles and task.task == CYCLE_TASK)
+    ]
+    if reasons:
+        raise ScheduleManaged("; ".join(reasons) + ". Nothing was changed.")
+
+
+@transaction.atomic
+def schedules_set_enabled(*, task_ids: list[int], enabled: bool | None, actor: str) -> int:
+    """Enable, disable (or with ``enabled`` None toggle) schedules; each change is recorded.
+
+    Raises ``ScheduleManaged`` and changes nothing when a system or strategy schedule is among
+    them. Returns how many schedules changed.
+    """
+    from risk.services import rule_save
+
+    tasks = list(PeriodicTask.objects.select_for_update().filter(id__in=task_ids).order_by("id"))
+    _refuse_managed(tasks)
+    changed = 0
+    for task in tasks:
+        wanted = (not task.enabled) if enabled is None else enabled
+        if task.enabled == wanted:
+            continue
+        task.enabled = wanted
+        if not wanted:
+            task.last_run_at = None  # as django-celery-beat's own action: no catch-up run later
+        rule_save(instance=task, actor=actor)
+        changed += 1
+    if changed:
+        PeriodicTasks.update_changed()
+    return changed
+
+
+@transaction.atomic
+def schedules_run(*, task_ids: list[int], actor: str) -> list[str]:
+    """Queue one run of each schedule now, recorded with its actor; system schedules refused.
+
+    A strategy's cycle may be run (it is what ``run_cycle`` does); the guard and the sentinel run
+    on their own. Returns the names queued.
+    """
+    from celery import current_app
+
+    from risk.services import rule_event_record
+
+    tasks = list(PeriodicTask.objects.filter(id__in=task_ids).order_by("id"))
+    _refuse_managed(tasks, allow_cycles=True)
+    current_app.loader.import_default_modules()
+    missing = [t.task for t in tasks if t.task not in current_app.tasks]
+    if missing:
+        raise ScheduleManaged(f"task {', '.join(missing)} not found. Nothing was run.")
+    queued = []
+    for task in tasks:
+        rule_event_record(
+            instance=task, field="run", old_value="", new_value="queued now", actor=actor
+        )
+        args, kwargs = json.loads(task.args or "[]"), json.loads(task.kwargs or "{}")
+        options = {"queue": task.queue} if task.queue else {}
+        name = task.name
+        transaction.on_commit(
+            lambda t=current_app.tasks[task.task], a=args, k=kwargs, o=options, n=name: (
+                t.apply_async(args=a, kwargs=k, headers={"periodic_task_name": n}, **o)
+            )
+        )
+        queued.append(task.name)
+    return queued

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 
 from dashboard.admin_actions import EmergencyCloseActionMixin
@@ -15,6 +16,7 @@ from trading.models import (
     TradeEvent,
     TradingSwitch,
 )
+from trading.switch import trading_switch_set
 
 
 @admin.register(Symbol)
@@ -48,8 +50,24 @@ class SymbolAdmin(RuleHistoryAdmin):
     )
 
 
+class TradingSwitchForm(forms.ModelForm):
+    class Meta:
+        model = TradingSwitch
+        fields = ("enabled", "reason")
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if cleaned.get("enabled") is False and not (cleaned.get("reason") or "").strip():
+            self.add_error("reason", "Say why trading is halted (a reason is required).")
+        return cleaned
+
+
 @admin.register(TradingSwitch)
 class TradingSwitchAdmin(RuleHistoryAdmin):
+    """The kill switch, through ``trading_switch_set`` as ``manage.py trading --pause``: a reason
+    is required to halt, the halt alert goes out, and the change is in the history."""
+
+    form = TradingSwitchForm
     list_display = ("__str__", "enabled", "reason", "changed_by", "changed_at")
     fields = ("enabled", "reason", "changed_by", "changed_at", "change_history")
     readonly_fields = ("changed_by", "changed_at")
@@ -61,8 +79,10 @@ class TradingSwitchAdmin(RuleHistoryAdmin):
         return False
 
     def save_model(self, request, obj, form, change) -> None:
-        obj.changed_by = request.user.get_username()
-        super().save_model(request, obj, form, change)
+        switch = trading_switch_set(
+            enabled=obj.enabled, reason=obj.reason, actor=request.user.get_username()
+        )
+        obj.pk = switch.pk
 
 
 @admin.register(Strategy)

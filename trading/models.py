@@ -5,10 +5,11 @@ Models hold data and the invariants of a single row; the work is done in service
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -22,6 +23,16 @@ MONEY = {"max_digits": 24, "decimal_places": 10}
 def _plain(value: Decimal) -> str:
     """A decimal as a trader writes it: 0.001, not 0.0010000000."""
     return f"{value.normalize():f}"
+
+
+# Bounds of the rules stored here; see ``risk.models`` for why every number has one.
+MAX_LEVERAGE = 125
+MAX_PRECISION = 10  # the decimal places the price and quantity columns keep
+MAX_CYCLE_INTERVAL_SECONDS = 24 * 3600
+MAX_LLM_TIMEOUT_SECONDS = 60
+MAX_PARAMETERS = 20
+MAX_PARAMETER_TEXT = 100
+MAX_PARAMETER_NUMBER = 1_000_000
 
 
 def _is_multiple(value: Decimal, step: Decimal) -> bool:
@@ -64,13 +75,15 @@ class Symbol(models.Model):
         "(reduce-only and close-position orders are exempt).",
     )
     price_precision = models.PositiveSmallIntegerField(
-        help_text="pricePrecision: the most decimals a price may carry (not the tick)."
+        validators=[MaxValueValidator(MAX_PRECISION)],
+        help_text="pricePrecision: the most decimals a price may carry (not the tick).",
     )
     quantity_precision = models.PositiveSmallIntegerField(
-        help_text="quantityPrecision: the most decimals a quantity may carry (not the step)."
+        validators=[MaxValueValidator(MAX_PRECISION)],
+        help_text="quantityPrecision: the most decimals a quantity may carry (not the step).",
     )
     max_leverage = models.PositiveSmallIntegerField(
-        validators=[MinValueValidator(1)],
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_LEVERAGE)],
         help_text="Highest leverage in the symbol's first leverage bracket.",
     )
     filters_synced_at = models.DateTimeField(
@@ -87,6 +100,26 @@ class Symbol(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # What must never be stored, whoever writes (admin, fixture, shell, SQL).
+            models.CheckConstraint(
+                condition=Q(tick_size__gt=0, step_size__gt=0, market_step_size__gt=0),
+                name="symbol_steps_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_qty__gt=0, market_min_qty__gt=0, min_notional__gte=0),
+                name="symbol_minimums_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_qty__gte=models.F("min_qty"))
+                & Q(market_max_qty__gte=models.F("market_min_qty")),
+                name="symbol_max_qty_not_below_min_qty",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_leverage__gte=1, max_leverage__lte=MAX_LEVERAGE),
+                name="symbol_max_leverage_in_range",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -153,6 +186,19 @@ class Symbol(models.Model):
                     f"Profile {self.risk_profile.name} uses {self.risk_profile.leverage}x, "
                     f"above this symbol's maximum of {self.max_leverage}x."
                 )
+        if self.max_leverage and self.enabled and not self.risk_profile_id:
+            # The other side of RiskProfile.clean: the active profile's leverage must fit every
+            # enabled symbol that uses it, whether the symbol or the profile changes.
+            from risk.models import RiskProfile
+
+            active = RiskProfile.objects.filter(is_active=True).first()
+            if active is not None and active.leverage > self.max_leverage:
+                errors.setdefault(
+                    "max_leverage",
+                    f"The active profile {active.name} uses {active.leverage}x, above this "
+                    f"maximum of {self.max_leverage}x: lower the profile's leverage, give this "
+                    "symbol a profile of its own, or leave it disabled.",
+                )
         if errors:
             raise ValidationError(errors)
 
@@ -194,8 +240,8 @@ class Strategy(models.Model):
     )
     interval_seconds = models.PositiveIntegerField(
         default=300,
-        validators=[MinValueValidator(10)],
-        help_text="Seconds between two trade cycles of this symbol (at least 10).",
+        validators=[MinValueValidator(10), MaxValueValidator(MAX_CYCLE_INTERVAL_SECONDS)],
+        help_text="Seconds between two trade cycles of this symbol (10 to 86400).",
     )
     candle_interval = models.CharField(
         max_length=8, default="1m", help_text="Candle interval the agent reads, e.g. 1m, 5m."
@@ -208,11 +254,28 @@ class Strategy(models.Model):
     )
     llm_model = models.CharField(max_length=100, blank=True, help_text="LLM model name.")
     llm_timeout_seconds = models.PositiveIntegerField(
-        default=30, validators=[MinValueValidator(1)], help_text="LLM request timeout."
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_LLM_TIMEOUT_SECONDS)],
+        help_text="LLM request timeout: the whole request, in seconds (1 to 60).",
     )
 
     class Meta:
         verbose_name_plural = "strategies"
+        constraints = [
+            models.CheckConstraint(
+                # The form asks for at least 10 s; the database refuses what would break Beat.
+                condition=Q(
+                    interval_seconds__gte=1, interval_seconds__lte=MAX_CYCLE_INTERVAL_SECONDS
+                ),
+                name="strategy_interval_seconds_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    llm_timeout_seconds__gte=1, llm_timeout_seconds__lte=MAX_LLM_TIMEOUT_SECONDS
+                ),
+                name="strategy_llm_timeout_seconds_in_range",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.symbol} · {self.get_agent_display()} every {self.interval_seconds}s"
@@ -221,10 +284,17 @@ class Strategy(models.Model):
         errors: dict[str, str] = {}
         if not isinstance(self.parameters, dict):
             errors["parameters"] = "Parameters must be a JSON object."
+        elif len(self.parameters) > MAX_PARAMETERS:
+            errors["parameters"] = f"At most {MAX_PARAMETERS} parameters."
         else:
             for key, value in self.parameters.items():
-                if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                    errors["parameters"] = f"Parameter {key!r} must be a number or text."
+                problem = _parameter_problem(value)
+                if len(key) > MAX_PARAMETER_TEXT:
+                    errors["parameters"] = (
+                        f"Parameter names are at most {MAX_PARAMETER_TEXT} chars."
+                    )
+                elif problem:
+                    errors["parameters"] = f"Parameter {key!r} {problem}."
             fast, slow = self.parameters.get("ema_fast"), self.parameters.get("ema_slow")
             if isinstance(fast, int) and isinstance(slow, int) and fast >= slow:
                 errors["parameters"] = "ema_fast must be shorter than ema_slow."
@@ -234,6 +304,24 @@ class Strategy(models.Model):
             errors["candle_interval"] = "Use one of 1m, 3m, 5m, 15m, 30m, 1h, 4h."
         if errors:
             raise ValidationError(errors)
+
+
+def _parameter_problem(value: object) -> str | None:
+    """Why a strategy parameter value is unusable, or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return "must be a number or text"
+    if isinstance(value, str):
+        return (
+            f"is longer than {MAX_PARAMETER_TEXT} characters"
+            if len(value) > MAX_PARAMETER_TEXT
+            else None
+        )
+    # NaN and 1e999 (infinity) parse as JSON floats; neither is a usable setting.
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number"
+    if abs(value) > MAX_PARAMETER_NUMBER:
+        return f"must be between -{MAX_PARAMETER_NUMBER} and {MAX_PARAMETER_NUMBER}"
+    return None
 
 
 class Position(models.Model):
@@ -298,6 +386,8 @@ class Position(models.Model):
 
     class Meta:
         ordering = ["-opened_at"]
+        # Checked by the dashboard's red buttons and the admin action; granted to "operators".
+        permissions = [("emergency_close", "Can emergency-close every position")]
         constraints = [
             models.UniqueConstraint(
                 fields=["symbol"],

@@ -32,6 +32,7 @@ from risk.checks import (
     check_one_position_per_symbol,
     check_pnl_known,
 )
+from risk.revalidate import check_active_rules
 from risk.selectors import NoActiveRiskProfile, risk_profile_for_symbol
 from risk.sizing import position_margin, position_size
 from trading import fills
@@ -267,6 +268,8 @@ def _open_locked(
 
 
 def _check_database_rules(*, symbol: Symbol, profile, actor: str) -> str | None:
+    if denial := check_active_rules(symbol=symbol, profile=profile):
+        return denial
     switch = TradingSwitch.load()
     denial = check_kill_switch(enabled=switch.enabled, reason=switch.reason)
     if denial:

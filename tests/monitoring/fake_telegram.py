@@ -22,6 +22,7 @@ class FakeTelegram:
     requests: int = 0
     fail_next: int = 0
     hang: bool = False
+    redirect_to: str = ""  # answer 302 to this base URL (same path), as a hijacked proxy might
     _released: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -29,12 +30,24 @@ class FakeTelegram:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                # Telegram takes sendMessage as GET too; here only a followed redirect sends one.
+                with fake._lock:
+                    fake.requests += 1
+                self._answer(404, {"ok": False, "error_code": 404, "description": "Not Found"})
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with fake._lock:
                     fake.requests += 1
                 if fake.hang:
                     fake._released.wait(30)
+                if fake.redirect_to:
+                    self.send_response(302)
+                    self.send_header("Location", f"{fake.redirect_to}{self.path}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
                 match = _PATH.match(self.path)
                 if match is None or match["method"] != "sendMessage":
                     return self._answer(

@@ -19,6 +19,8 @@ class Reply:
     status: int = 200
     body: bytes = b""
     hang: bool = False
+    location: str = ""
+    trickle_seconds: float = 0.0
 
 
 def completion(content: str, *, prompt_tokens: int = 1200, completion_tokens: int = 80) -> bytes:
@@ -55,11 +57,26 @@ class FakeLlm:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+            def do_GET(self) -> None:
+                # Only a client that followed a redirect sends a GET here.
+                fake.requests.append(
+                    {
+                        "method": "GET",
+                        "path": self.path,
+                        "authorization": self.headers.get("Authorization"),
+                        "body": None,
+                    }
+                )
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 fake.requests.append(
                     {
+                        "method": "POST",
                         "path": self.path,
                         "authorization": self.headers.get("Authorization"),
                         "body": json.loads(raw),
@@ -74,8 +91,21 @@ class FakeLlm:
                 self.send_response(reply.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(reply.body)))
+                if reply.location:
+                    self.send_header("Location", reply.location)
                 self.end_headers()
-                self.wfile.write(reply.body)
+                if not reply.trickle_seconds:
+                    self.wfile.write(reply.body)
+                    return
+                for i in range(len(reply.body)):
+                    # One byte at a time, until the whole body is out or the server stops.
+                    if fake._release.wait(reply.trickle_seconds):
+                        return
+                    try:
+                        self.wfile.write(reply.body[i : i + 1])
+                        self.wfile.flush()
+                    except OSError:
+                        return
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -105,6 +135,15 @@ class FakeLlm:
     def respond(self, status: int, body: bytes) -> None:
         """Reply with this raw status and body."""
         self._reply = Reply(status=status, body=body)
+
+    def redirect(self, location: str, status: int = 302) -> None:
+        """Answer every request with a redirect to ``location``."""
+        self._reply = Reply(status=status, location=location)
+
+    def trickle(self, content: str | dict[str, Any], *, seconds_per_byte: float) -> None:
+        """Reply 200 with this answer, sending one byte every ``seconds_per_byte``."""
+        text = content if isinstance(content, str) else json.dumps(content)
+        self._reply = Reply(body=completion(text), trickle_seconds=seconds_per_byte)
 
     def hang(self) -> None:
         """Hold every request open without answering until the server stops."""
