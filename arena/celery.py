@@ -9,7 +9,9 @@ from celery.signals import worker_ready
 
 import arena.broker  # noqa: F401 - registers the embedded broker's transport
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arena.settings.local")
+# Production unless chosen otherwise: `make run` chooses arena.settings.local, pytest
+# arena.settings.test. This module is imported first by every process (arena/__init__.py).
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arena.settings.production")
 
 app = Celery("arena")
 app.config_from_object("django.conf:settings", namespace="CELERY")
