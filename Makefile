@@ -6,24 +6,32 @@ BIN := $(VENV)/bin
 PAPER_SPEED ?= 60
 export PAPER_SPEED
 
-.PHONY: run test lint format bench clean
+# Every process defaults to the production settings; development is chosen here, explicitly.
+LOCAL := DJANGO_SETTINGS_MODULE=arena.settings.local
+# Lock files: every package, transitive ones included, pinned with its hashes (`make lock`).
+PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
+	--no-emit-find-links
+
+.PHONY: run test lint format bench clean lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: requirements/base.txt requirements/production.txt requirements/dev.txt | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+# Exactly what CI tested: the dev lock, hashes checked.
+$(VENV)/.installed: requirements/dev.lock.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes \
+		-r requirements/dev.lock.txt
 	touch $@
 
 run: $(VENV)/.installed
-	$(BIN)/python manage.py migrate --no-input
-	$(BIN)/python manage.py bootstrap --replay-speed $(PAPER_SPEED)
-	$(BIN)/honcho -f Procfile.local start
+	$(LOCAL) $(BIN)/python manage.py migrate --no-input
+	$(LOCAL) $(BIN)/python manage.py bootstrap --replay-speed $(PAPER_SPEED)
+	$(LOCAL) $(BIN)/honcho -f Procfile.local start
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python manage.py makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=arena.settings.test $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed
@@ -39,6 +47,13 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.soak --seconds 600
 	$(BIN)/python -m bench.stream
+
+# After editing requirements/*.txt: pin the new set, transitive packages and hashes included.
+# The dev lock keeps every production pin, so CI tests what production installs.
+lock: $(VENV)/.installed
+	$(PIP_COMPILE) --output-file requirements/production.lock.txt requirements/production.txt
+	$(PIP_COMPILE) --constraint requirements/production.lock.txt \
+		--output-file requirements/dev.lock.txt requirements/dev.txt
 
 clean:
 	rm -rf $(VENV) var staticfiles

@@ -6,7 +6,8 @@ import sys
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arena.settings.local")
+    # Production unless chosen otherwise (`make run` chooses arena.settings.local).
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arena.settings.production")
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)
