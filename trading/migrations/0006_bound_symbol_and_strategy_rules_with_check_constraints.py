@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('risk', '0001_initial'),
-        ('trading', '0004_position_emergency_close_permission_operators_group'),
+        ("trading", "0005_position_emergency_close_permission_operators_group"),
     ]
 
     operations = [

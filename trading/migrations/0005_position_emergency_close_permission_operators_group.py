@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
-        ("trading", "0003_exchange_request_retry_until"),
+        ("trading", "0004_fills_ledger"),
         # The group also views these apps' records (their initial tables suffice).
         ("risk", "0001_initial"),
         ("monitoring", "0001_initial"),

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0002_protect_alerts_of_a_symbol'),
+        ("monitoring", "0004_protect_alerts_of_a_symbol"),
     ]
 
     operations = [

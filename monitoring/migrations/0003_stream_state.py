@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0001_initial'),
+        ("monitoring", "0002_unknown_position_policy_protect_by_default"),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0001_initial'),
+        ("monitoring", "0003_stream_state"),
         ('trading', '0003_exchange_request_retry_until'),
     ]
 
