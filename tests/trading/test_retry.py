@@ -237,3 +237,98 @@ def test_translate_when_unknown_code_on_a_read_then_plain_exchange_error() -> No
 
     assert type(translated) is ArenaExchangeError
     assert translated.code == -9999
+
+
+# --- did the exchange act? ----------------------------------------------------------------------
+def _give_up_after(errors: list[Exception], *, recover=None) -> Exception:
+    """Run ``call_with_retry`` over ``errors`` (one per send) until it gives up; return the
+    error it raised."""
+    clock = FakeClock()
+    queue = list(errors)
+
+    def send() -> None:
+        raise queue.pop(0) if len(queue) > 1 else queue[0]
+
+    with pytest.raises(Exception) as raised:
+        call_with_retry(
+            send, policy=policy(clock, total=3.0), action="create_market_order", recover=recover
+        )
+    return raised.value
+
+
+def test_may_have_acted_when_only_rate_limits_then_false() -> None:
+    from trading.retry import exchange_may_have_acted
+
+    error = _give_up_after([RateLimited("429", retry_after=2.0)])
+
+    assert isinstance(error, RateLimited)
+    assert exchange_may_have_acted(error) is False
+
+
+def test_may_have_acted_when_a_503_came_before_the_429_then_true() -> None:
+    from trading.retry import exchange_may_have_acted
+
+    # The 503's request may have been accepted; the 429 after it says nothing about that one.
+    error = _give_up_after([TemporaryError("503"), RateLimited("429", retry_after=5.0)])
+
+    assert exchange_may_have_acted(error) is True
+
+
+def test_may_have_acted_when_lookup_after_503_found_nothing_then_false() -> None:
+    from trading.retry import exchange_may_have_acted
+
+    error = _give_up_after(
+        [TemporaryError("503"), RateLimited("429", retry_after=5.0)], recover=lambda: None
+    )
+
+    assert isinstance(error, RateLimited)
+    assert exchange_may_have_acted(error) is False
+
+
+def test_may_have_acted_when_clock_skew_twice_then_false() -> None:
+    from trading.retry import exchange_may_have_acted
+
+    clock = FakeClock()
+
+    def send() -> None:
+        raise ClockSkew("-1021", code=-1021)
+
+    with pytest.raises(ClockSkew) as raised:
+        call_with_retry(send, policy=policy(clock), action="x", resync_clock=lambda: None)
+
+    assert exchange_may_have_acted(raised.value) is False
+
+
+def test_may_have_acted_when_503s_outlast_the_budget_then_true() -> None:
+    from trading.retry import exchange_may_have_acted
+
+    error = _give_up_after([TemporaryError("503")], recover=lambda: None)
+
+    assert exchange_may_have_acted(error) is True
+
+
+@pytest.mark.django_db
+def test_may_have_acted_when_refused_by_local_weight_budget_then_false_and_nothing_sent(
+    paper, settings
+) -> None:
+    from decimal import Decimal
+
+    from trading.exchange import exchange_gateway
+    from trading.retry import exchange_may_have_acted
+
+    gateway = exchange_gateway()
+    gateway.fetch_balance()  # one answered request: the gateway knows this minute's weight
+    settings.EXCHANGE_WEIGHT_BUDGET_1M = 1
+    sent_before = sum(paper.stats()["requests"].values())
+
+    with pytest.raises(RateLimited) as raised:
+        gateway.create_market_order(
+            symbol="BTCUSDT",
+            side="BUY",
+            quantity=Decimal("0.002"),
+            client_order_id="budget-1",
+            reduce_only=False,
+        )
+
+    assert exchange_may_have_acted(raised.value) is False
+    assert sum(paper.stats()["requests"].values()) == sent_before
