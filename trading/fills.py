@@ -20,7 +20,6 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from trading.errors import ArenaError
@@ -28,16 +27,15 @@ from trading.exchange import EXCHANGE_CLOSE_PREFIXES, ExchangeGateway, ExchangeO
 from trading.exchange import Fill as ExchangeFill
 from trading.income import liquidation_clearance_record
 from trading.locks import db_write_lock
-from trading.models import Fill, Income, Order, Position, Symbol, TradeEvent
+from trading.models import Fill, Income, Order, Position, TradeEvent
 from trading.rounding import round_price_nearest
 
 logger = logging.getLogger(__name__)
 
 ENTRY_SIDE = {"LONG": "BUY", "SHORT": "SELL"}
 USDT = "USDT"
-# Algo order statuses: still working, and fired (the market order it became carries the fills).
+# Algo order statuses of an exit still working on the exchange.
 EXIT_WORKING = ("NEW", "TRIGGERING")
-EXIT_FIRED = ("TRIGGERED", "FINISHED")
 # Our order statuses whose fills may exist on the exchange.
 MAY_HAVE_FILLED = (
     Order.Status.SENT,
@@ -500,17 +498,6 @@ def position_books_apply(*, position: Position, books: PositionBooks, actor: str
         _money(books.realized_pnl),
     )
     return True
-
-
-# --------------------------------------------------------------------------- reads
-def positions_awaiting_fills_count() -> int:
-    """How many closed positions still wait for their fills (their PnL is unknown)."""
-    return Position.objects.filter(awaiting_fills=True).count()
-
-
-def fills_unattributed(*, symbol: Symbol) -> list[Fill]:
-    """Fills of ``symbol`` recorded on no position (e.g. a flatten with no record open)."""
-    return list(Fill.objects.filter(symbol=symbol).filter(Q(position__isnull=True)))
 
 
 def _plain(value: Decimal | None) -> str:

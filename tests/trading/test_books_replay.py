@@ -1,7 +1,7 @@
 """Books exact over a long replay: every exchange trade on exactly one position, each position's
 money equal to the exchange's for its own orders, the wallet change explained to 1e-8.
 
-Six hours of generated 1-minute candles on BTCUSDT and BNBUSDT is stepped through an
+Four hours of generated 1-minute candles on BTCUSDT and BNBUSDT is stepped through an
 in-process paper exchange (market orders filling 0.05 % worse than the price), while the test
 trades as the workers would: an entry whenever a symbol is flat, stops and targets firing on the
 exchange, signal closes after a while, one liquidation (its exits gone), one emergency close
@@ -37,11 +37,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 SYMBOLS = ("BTCUSDT", "BNBUSDT")
 WARMUP = 60
-MINUTES = 360
+MINUTES = 240
 CYCLE_MINUTES = 3
 SIGNAL_CLOSE_AFTER = 25  # minutes
-LIQUIDATE_AT = 120
-EMERGENCY_AT = 240
+LIQUIDATE_AT = 90
+EMERGENCY_AT = 160
 START_BALANCE = Decimal("10000")
 # 2025-01-06 06:00 UTC: after the warm-up hour the replay crosses the 08:00 funding.
 START_MS = 1_736_143_200_000
