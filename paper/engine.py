@@ -233,7 +233,7 @@ class Engine:
                 if not pos.amount:
                     continue
                 # Longs pay shorts when the rate is positive.
-                booked = self._book("FUNDING_FEE", -pos.amount * mark * rate, symbol=name)
+                booked = self._book("FUNDING_FEE", -pos.amount * mark * rate, symbol=name, at=at)
                 if self._is_isolated(name):
                     pos.isolated_wallet += booked
             self._check_liquidations()
@@ -273,6 +273,7 @@ class Engine:
         symbol: str = "",
         trade_id: str = "",
         asset: str = "USDT",
+        at: int | None = None,
     ) -> Decimal:
         """Move ``amount`` (rounded to the wallet step) into the wallet with its income row.
 
@@ -291,7 +292,7 @@ class Engine:
                 income=booked,
                 asset=asset,
                 info=income_type,
-                time=self.now(),
+                time=self.now() if at is None else at,
                 trade_id=trade_id,
             )
         )

@@ -6,6 +6,11 @@ from decimal import Decimal
 
 import ccxt
 
+from paper.candles import MINUTE_MS, Candle
+from paper.engine import Engine
+from paper.feed import ReplayFeed
+from paper.market import Market
+from paper.params import Params
 from paper.testing import PaperControl
 from tests.paper.conftest import BTC, DOGE, usdt
 
@@ -102,3 +107,44 @@ def test_fetch_ledger_when_funding_charged_then_sum_still_equals_wallet_change(
     )
     assert "fee" in {e["type"] for e in ledger}  # ccxt's name for FUNDING_FEE
     assert total == usdt(exchange) - start
+
+
+def test_replay_when_replayed_time_crosses_funding_time_then_funding_charged() -> None:
+    engine = Engine()
+    start = 3 * EIGHT_HOURS * 1000 - 2 * MINUTE_MS  # two minutes before a funding time
+    rows = [_flat_candle(start + i * MINUTE_MS) for i in range(4)]
+    feed = ReplayFeed(engine, Market(engine), {"BTCUSDT": rows}, warmup=1)
+    feed.prime()
+    engine.place_order(
+        Params({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01"})
+    )
+
+    for _ in range(ReplayFeed.POINTS):
+        feed.step()  # the minute before the funding time: nothing due
+    charged_before = [i for i in engine.incomes if i.income_type == "FUNDING_FEE"]
+    feed.step()  # the first point at the funding time
+
+    charged = [i for i in engine.incomes if i.income_type == "FUNDING_FEE"]
+    assert charged_before == []
+    published = next(f for f in reversed(engine.funding_history) if f.symbol == "BTCUSDT")
+    assert published.time == charged[0].time
+    assert published.mark_price > 100_000  # the mark (with its basis), not the last price
+    expected = -(Decimal("0.01") * published.mark_price * published.rate).quantize(Decimal("1e-8"))
+    assert [i.income for i in charged] == [expected]
+
+
+def _flat_candle(open_time: int) -> Candle:
+    price = Decimal(100_000)
+    return Candle(
+        open_time=open_time,
+        open=price,
+        high=price,
+        low=price,
+        close=price,
+        volume=Decimal(1),
+        close_time=open_time + MINUTE_MS - 1,
+        quote_volume=price,
+        count=1,
+        taker_buy_volume=Decimal(0),
+        taker_buy_quote_volume=Decimal(0),
+    )
