@@ -1,9 +1,10 @@
 """Fill → close recorded, with the user data stream and without; the guard's weight per minute.
 
-``python -m bench.stream [--closes 100] [--batch 20] [--output var/bench-stream.md]``
+``python -m bench.stream [--closes 100] [--batch 20] [--spacing 1.0] [--output FILE]``
 
 Latency: positions are opened through the order path on ``--batch`` symbols at a time; their
-stops are then hit one by one at random moments over about one guard interval, and each close's
+stops are then hit one by one at random moments, ``--spacing`` seconds apart on average (the
+guard's 5 s cadence sees them at every phase), and each close's
 latency is its close event's time minus its exit fill's exchange time. The guard runs every 5 s
 in both runs (it is the backstop in production too); the stream process's runner runs in the
 first. Weight: guard passes with 2, 20 and 50 enabled symbols and 1 to 50 open positions, per
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.stream", description=__doc__)
     parser.add_argument("--closes", type=int, default=100)
     parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument(
+        "--spacing", type=float, default=1.0, help="mean seconds between two stops hit"
+    )
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
@@ -71,11 +75,19 @@ def main(argv: list[str] | None = None) -> int:
             env.symbols_enable(synthetic, max_open_positions=len(synthetic) + 10)
             names = _symbol_names(args.batch)
             rows = [
-                latency_measure(stream=stream, closes=args.closes, names=names, control=control)
+                latency_measure(
+                    stream=stream,
+                    closes=args.closes,
+                    names=names,
+                    control=control,
+                    spacing=args.spacing,
+                )
                 for stream in (True, False)
             ]
             weights = weight_measure(control=control)
-    lines = _report(engine=engine, rows=rows, weights=weights, batch=args.batch)
+    lines = _report(
+        engine=engine, rows=rows, weights=weights, batch=args.batch, spacing=args.spacing
+    )
     text = "\n".join(lines) + "\n"
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -93,7 +105,9 @@ def _symbol_names(count: int) -> list[str]:
 
 
 # --------------------------------------------------------------------------- latency
-def latency_measure(*, stream: bool, closes: int, names: list[str], control: Any) -> LatencyRow:
+def latency_measure(
+    *, stream: bool, closes: int, names: list[str], control: Any, spacing: float
+) -> LatencyRow:
     from bench.measure import positions_open
     from trading.models import Position
 
@@ -112,7 +126,7 @@ def latency_measure(*, stream: bool, closes: int, names: list[str], control: Any
             )
             random.shuffle(positions)
             for position in positions:
-                time.sleep(random.uniform(0, 2 * GUARD_SECONDS / len(positions)))
+                time.sleep(random.uniform(0, 2 * spacing))
                 control.set_price(position.symbol.name, str(_below_stop(position)))
             unclosed += _wait_closed(positions, timeout=3 * GUARD_SECONDS)
             for position in positions:
@@ -272,14 +286,15 @@ def weight_measure(*, control: Any) -> list[WeightRow]:
 
 # --------------------------------------------------------------------------- report
 def _report(
-    *, engine: str, rows: list[LatencyRow], weights: list[WeightRow], batch: int
+    *, engine: str, rows: list[LatencyRow], weights: list[WeightRow], batch: int, spacing: float
 ) -> list[str]:
     lines = [
         "# arena: the user data stream",
         "",
         f"Database {engine}; paper exchange, stream runner, guard and order path in one process.",
         "",
-        f"## Fill → close recorded ({batch} positions at a time, stops hit at random moments)",
+        f"## Fill → close recorded ({batch} positions at a time; a stop hit every {spacing:g} s "
+        "on average, at random moments)",
         "",
         "| run | closes | p50 ms | p99 ms | max ms | recorded by | not closed in 15 s |",
         "|---|---:|---:|---:|---:|---|---:|",
