@@ -13,6 +13,7 @@ from django.views.decorators.http import require_http_methods
 from dashboard import selectors
 from dashboard.permissions import may_emergency_close
 from trading.emergency import emergency_close_all, emergency_plan
+from trading.selectors import daily_pnl
 
 CHART_RANGES = {"1h": 1, "6h": 6, "24h": 24, "7d": 24 * 7, "30d": 24 * 30}
 DEFAULT_RANGE = "24h"
@@ -34,6 +35,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "chosen_range": chosen,
         "open_positions": selectors.open_positions_with_marks(),
         "closes": selectors.recent_closes(),
+        "pnl_today": daily_pnl(),
         "heartbeats": selectors.heartbeats_latest(),
         "alerts": alerts[0] if alerts is not None else None,
         "alerts_count": alerts[1] if alerts is not None else 0,

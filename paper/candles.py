@@ -123,22 +123,75 @@ def load(path: Path) -> list[Candle]:
 
 
 def load_dir(directory: Path = CANDLE_DIR) -> dict[str, list[Candle]]:
-    """Load ``<SYMBOL>-1m*.csv[.gz]`` files of a directory, by symbol.
+    """Load the 1-minute kline files of a directory, by symbol.
 
-    Synthetic symbols without a file of their own get the template's candles, scaled to their
-    start price (:func:`scaled_copy`), when the directory has the template's file.
+    A symbol may have many files (``BTCUSDT-1m-2026-01-05.csv``, one per day, as
+    ``download_candles`` writes them, or Binance's ``.zip``/``.gz`` ones): they are joined in
+    time order, a minute present in two files is kept once, and missing minutes (an exchange
+    outage, a day not downloaded) become flat candles at the last close, so every symbol walks
+    the same minute grid. Symbols are trimmed to the window they all cover, so a replay plays
+    them in step. Synthetic symbols without a file of their own get the template's candles,
+    scaled to their start price (:func:`scaled_copy`), when the directory has the template's
+    file.
     """
-    result: dict[str, list[Candle]] = {}
+    files: dict[str, list[Path]] = {}
     for path in sorted(directory.glob("*-1m*")):
         name = path.name.split("-", 1)[0]
         if name in symbols():
-            result[name] = load(path)
+            files.setdefault(name, []).append(path)
+    result = {
+        name: _joined([row for path in paths for row in load(path)])
+        for name, paths in files.items()
+    }
+    result = _common_window({k: v for k, v in result.items() if v})
     template = result.get(SYNTHETIC_TEMPLATE)
     if template:
         for name in symbols():
             if is_synthetic(name) and name not in result:
                 result[name] = scaled_copy(template, name)
     return result
+
+
+def _joined(rows: list[Candle]) -> list[Candle]:
+    """Candles in time order, each minute once, gaps filled with flat candles."""
+    by_minute: dict[int, Candle] = {}
+    for candle in rows:
+        by_minute.setdefault(candle.open_time - candle.open_time % MINUTE_MS, candle)
+    joined: list[Candle] = []
+    for minute in sorted(by_minute):
+        if joined:
+            previous = joined[-1]
+            for missing in range(previous.open_time + MINUTE_MS, minute, MINUTE_MS):
+                joined.append(_flat(previous.close, missing))
+        joined.append(by_minute[minute])
+    return joined
+
+
+def _flat(price: Decimal, open_time: int) -> Candle:
+    """A minute without trades: no move, no volume."""
+    zero = Decimal(0)
+    return Candle(
+        open_time=open_time,
+        open=price,
+        high=price,
+        low=price,
+        close=price,
+        volume=zero,
+        close_time=open_time + MINUTE_MS - 1,
+        quote_volume=zero,
+        count=0,
+        taker_buy_volume=zero,
+        taker_buy_quote_volume=zero,
+    )
+
+
+def _common_window(series: dict[str, list[Candle]]) -> dict[str, list[Candle]]:
+    """Trim every symbol to the minutes all of them cover."""
+    if len(series) < 2:
+        return series
+    start = max(rows[0].open_time for rows in series.values())
+    end = min(rows[-1].open_time for rows in series.values())
+    return {k: [c for c in rows if start <= c.open_time <= end] for k, rows in series.items()}
 
 
 def scaled_copy(candles: list[Candle], symbol: str) -> list[Candle]:

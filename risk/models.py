@@ -73,6 +73,14 @@ class RiskProfile(models.Model):
         help_text="A position's margin may exceed the allowed margin by this many percent "
         "before the excess is partially closed.",
     )
+    entry_slippage_pct = models.DecimalField(
+        **PERCENT,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("5"))],
+        help_text="Sizing assumes a market entry fills up to this many percent above the price "
+        "read before it, so the margin stays within the cap on the fill price (0-5). 0 sizes on "
+        "the price read: a fill above it may use a little more margin than the cap.",
+    )
     daily_loss_limit_usd = models.DecimalField(
         **MONEY,
         null=True,

@@ -24,6 +24,7 @@ class Sizing:
     margin: Decimal  # the margin the rules allow for this trade
     quantity: Decimal  # rounded down to the market step; 0 when refused
     refusal: str | None = None
+    fill_price: Decimal = Decimal(0)  # the worst fill price sized for (price + slippage)
 
     @property
     def ok(self) -> bool:
@@ -49,22 +50,29 @@ def position_size(
     risk_pct: Decimal,
     max_risk_usd: Decimal,
     filters: SymbolFilters,
+    slippage_pct: Decimal = Decimal(0),
 ) -> Sizing:
-    """Size an entry: quantity = margin x leverage / price, rounded down to the market step.
+    """Size an entry: quantity = margin x leverage / fill price, rounded down to the market step,
+    where the fill price is ``price`` raised by ``slippage_pct``: a market order fills above
+    the price read before it (a buy after a move up; a sell's margin grows with its fill price
+    too), so margin <= allowed margin holds on any fill up to that bound.
 
     Refused (with the reason) when the rounded quantity is below minQty or its notional below
     minNotional — never rounded up to make it fit.
     """
     if price <= 0:
         return Sizing(Decimal(0), Decimal(0), f"no usable price ({price})")
+    if slippage_pct < 0:
+        raise ValueError(f"slippage_pct must not be negative, got {slippage_pct}")
     margin = allowed_margin(equity=equity, risk_pct=risk_pct, max_risk_usd=max_risk_usd)
     if margin <= 0:
         return Sizing(margin, Decimal(0), f"no margin allowed (equity {equity})")
-    wanted = margin * leverage / price
+    fill_price = price * (1 + slippage_pct / HUNDRED)
+    wanted = margin * leverage / fill_price
     check = check_quantity(wanted, price, filters, market=True)
     if not check.ok:
-        return Sizing(margin, Decimal(0), check.refusal)
-    return Sizing(margin, check.quantity)
+        return Sizing(margin, Decimal(0), check.refusal, fill_price)
+    return Sizing(margin, check.quantity, fill_price=fill_price)
 
 
 def position_margin(*, quantity: Decimal, entry_price: Decimal, leverage: int) -> Decimal:

@@ -6,6 +6,8 @@ from dashboard.admin_actions import EmergencyCloseActionMixin
 from risk.admin import RuleHistoryAdmin
 from trading.models import (
     ExchangeRequest,
+    Fill,
+    Income,
     Order,
     Position,
     Strategy,
@@ -92,8 +94,54 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class FillInline(admin.TabularInline):
+    """A position's fills, as the exchange reported them: read only."""
+
+    model = Fill
+    extra = 0
+    can_delete = False
+    ordering = ("time", "trade_id")
+    fields = (
+        "time",
+        "trade_id",
+        "order",
+        "side",
+        "quantity",
+        "price",
+        "realized_pnl",
+        "commission",
+        "commission_asset",
+        "commission_usdt",
+        "maker",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class IncomeInline(admin.TabularInline):
+    """Funding and liquidation clearance booked on the position: read only."""
+
+    model = Income
+    extra = 0
+    can_delete = False
+    fields = ("time", "income_type", "amount", "asset", "tran_id")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Position)
 class PositionAdmin(EmergencyCloseActionMixin, ReadOnlyAdmin):
+    inlines = (FillInline, IncomeInline)
     list_display = (
         "symbol",
         "side",
@@ -108,9 +156,10 @@ class PositionAdmin(EmergencyCloseActionMixin, ReadOnlyAdmin):
         "exit_price",
         "realized_pnl",
         "fees",
+        "awaiting_fills",
         "skip_reason",
     )
-    list_filter = ("status", "side", "close_reason", "symbol")
+    list_filter = ("status", "side", "close_reason", "symbol", "awaiting_fills")
     date_hierarchy = "opened_at"
     search_fields = ("symbol__name", "opened_reason", "skip_reason")
 

@@ -197,6 +197,12 @@ class ExchangeGateway:
     market order a triggered conditional order became. While the exchange has asked us to wait
     (429/418 Retry-After, recorded in ``ExchangeRequest.retry_until``) no request is sent: calls
     raise ``RateLimited`` at once.
+
+    Added by the books: ``fetch_order_fills(*, symbol, order_id) -> list[Fill]`` (1 request,
+    userTrades by order id), ``fetch_orders_from(*, symbol, order_id) -> list[ExchangeOrder]``
+    (1 request, allOrders from an order id on, the exchange's own liquidation orders included),
+    ``fetch_income(*, start, end, symbol=None, income_type=None) -> list[IncomeEntry]`` (1
+    request per 1,000 entries). ``Fill`` carries the trade id, commission asset and maker flag.
     """
 
     # ------------------------------------------------------------------ construction
@@ -380,18 +386,31 @@ class ExchangeGateway:
         )
         return sorted((_regular_order(row) for row in rows), key=lambda o: int(o.exchange_order_id))
 
-    def fetch_income(self, *, start: datetime, end: datetime) -> list[IncomeEntry]:
-        """The income history between ``start`` and ``end`` (inclusive), oldest first: one
-        request per 1,000 entries (GET /fapi/v1/income, paged by time)."""
+    def fetch_income(
+        self,
+        *,
+        start: datetime,
+        end: datetime,
+        symbol: str | None = None,
+        income_type: str | None = None,
+    ) -> list[IncomeEntry]:
+        """The income history between ``start`` and ``end`` (inclusive, at most 7 days), oldest
+        first: one request per 1,000 entries (GET /fapi/v1/income, paged by time)."""
         entries: list[IncomeEntry] = []
         seen: set[tuple[str, str]] = set()
         cursor = int(start.timestamp() * 1000)
         end_ms = int(end.timestamp() * 1000)
+        extra: dict[str, Any] = {}
+        if symbol:
+            extra["symbol"] = symbol
+        if income_type:
+            extra["incomeType"] = income_type
         while cursor <= end_ms:
             rows = self._call(
                 "fetch_income",
                 "fapiPrivateGetIncome",
-                {"startTime": cursor, "endTime": end_ms, "limit": INCOME_PAGE},
+                {"startTime": cursor, "endTime": end_ms, "limit": INCOME_PAGE, **extra},
+                symbol=symbol or "",
             )
             for row in rows:
                 entry = _income(row)

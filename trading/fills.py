@@ -20,23 +20,22 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from trading.errors import ArenaError
 from trading.exchange import EXCHANGE_CLOSE_PREFIXES, ExchangeGateway, ExchangeOrder
 from trading.exchange import Fill as ExchangeFill
+from trading.income import liquidation_clearance_record
 from trading.locks import db_write_lock
-from trading.models import Fill, Order, Position, Symbol, TradeEvent
+from trading.models import Fill, Income, Order, Position, TradeEvent
 from trading.rounding import round_price_nearest
 
 logger = logging.getLogger(__name__)
 
 ENTRY_SIDE = {"LONG": "BUY", "SHORT": "SELL"}
 USDT = "USDT"
-# Algo order statuses: still working, and fired (the market order it became carries the fills).
+# Algo order statuses of an exit still working on the exchange.
 EXIT_WORKING = ("NEW", "TRIGGERING")
-EXIT_FIRED = ("TRIGGERED", "FINISHED")
 # Our order statuses whose fills may exist on the exchange.
 MAY_HAVE_FILLED = (
     Order.Status.SENT,
@@ -67,7 +66,7 @@ class FillsUnreadable(ArenaError):
 class PositionBooks:
     """A position's numbers, as sums of its own fills."""
 
-    realized_pnl: Decimal  # net: the exchange's realized PnL minus every fee (USDT)
+    realized_pnl: Decimal  # net: the exchange's realized PnL (and clearance) minus every fee
     fees: Decimal  # USDT (fees paid in another asset converted at the recorded rate)
     exit_price: Decimal | None  # quantity-weighted over the exit fills, on the tick
     closed_at: datetime | None  # the exchange time of the last fill
@@ -250,29 +249,13 @@ def position_fills_collect(*, position: Position, gateway: ExchangeGateway) -> P
     """
     rates: dict[str, Decimal] = {}
     try:
-        for order in position.orders.select_related("symbol").order_by("id"):
-            exchange_id = _traded_order_id(order=order, gateway=gateway)
-            if not exchange_id:
-                continue
-            recorded = sum((f.quantity for f in order.fills.all()), Decimal(0))
-            if (
-                recorded
-                and recorded == order.filled_quantity
-                and order.status
-                in (
-                    Order.Status.FILLED,
-                    Order.Status.CANCELED,
-                    Order.Status.EXPIRED,
-                )
-            ):
-                continue  # every trade of a finished order is in the ledger already
-            order_fills_record(
-                order=order, exchange_order_id=exchange_id, gateway=gateway, rates=rates
-            )
+        position_orders_fills_record(position=position, gateway=gateway, rates=rates)
         books = position_books(position=position)
         if books.entry_quantity > books.exit_quantity:
             _exchange_closes_record(position=position, books=books, gateway=gateway, rates=rates)
-            books = position_books(position=position)
+        if not position.incomes.filter(income_type=Income.Type.INSURANCE_CLEAR).exists():
+            liquidation_clearance_record(position=position, gateway=gateway)
+        books = position_books(position=position)
     except ArenaError as e:
         raise FillsUnreadable(f"fills of {position} unreadable: {e}") from e
     if not books.flat:
@@ -283,6 +266,28 @@ def position_fills_collect(*, position: Position, gateway: ExchangeGateway) -> P
     return books
 
 
+def position_orders_fills_record(
+    *, position: Position, gateway: ExchangeGateway, rates: dict[str, Decimal] | None = None
+) -> None:
+    """Record the trades of each order of ``position`` not yet fully in the ledger (one
+    request per such order; none for a finished order whose fills are all recorded). Raises
+    ``ArenaError`` when the exchange cannot be read."""
+    rates = {} if rates is None else rates
+    for order in position.orders.select_related("symbol").order_by("id"):
+        exchange_id = _traded_order_id(order=order, gateway=gateway)
+        if not exchange_id:
+            continue
+        recorded = sum((f.quantity for f in order.fills.all()), Decimal(0))
+        finished = order.status in (
+            Order.Status.FILLED,
+            Order.Status.CANCELED,
+            Order.Status.EXPIRED,
+        )
+        if recorded and recorded == order.filled_quantity and finished:
+            continue  # every trade of a finished order is in the ledger already
+        order_fills_record(order=order, exchange_order_id=exchange_id, gateway=gateway, rates=rates)
+
+
 def _traded_order_id(*, order: Order, gateway: ExchangeGateway) -> str:
     """The exchange order id whose trades are this order's fills ("" when it cannot have any).
 
@@ -291,7 +296,8 @@ def _traded_order_id(*, order: Order, gateway: ExchangeGateway) -> str:
     """
     if order.status in (Order.Status.INTENT, Order.Status.REJECTED):
         return ""
-    if order.purpose == Order.Purpose.LIQUIDATION:
+    if order.purpose == Order.Purpose.LIQUIDATION or not order.sent_at:
+        # Placed by the exchange or a person (recorded from the exchange): its id is known.
         return order.exchange_order_id
     if order.is_conditional:
         if order.triggered_order_id:
@@ -323,9 +329,10 @@ def _traded_order_id(*, order: Order, gateway: ExchangeGateway) -> str:
 def _exchange_closes_record(
     *, position: Position, books: PositionBooks, gateway: ExchangeGateway, rates: dict
 ) -> None:
-    """Record the orders the exchange placed itself (liquidation, auto-deleveraging) that closed
-    what our own orders do not account for: the first such orders after the position's entry
-    and before the next position's, read by order id (GET allOrders?orderId=entry)."""
+    """Record the closes of this position that no order of ours accounts for: the exchange's
+    own (liquidation, auto-deleveraging) or a person's on the exchange. They are the first
+    filled exit-side orders unknown here after the position's entry and before the next
+    position's, read by order id (GET allOrders?orderId=entry), until the quantity is met."""
     entry = (
         position.orders.filter(purpose=Order.Purpose.ENTRY)
         .exclude(exchange_order_id="")
@@ -345,19 +352,27 @@ def _exchange_closes_record(
         .first()
     )
     stop = int(later_entry) if later_entry else None
-    known = set(
-        Order.objects.filter(symbol_id=position.symbol_id, purpose=Order.Purpose.LIQUIDATION)
-        .exclude(position=position)
-        .values_list("exchange_order_id", flat=True)
+    candidates = [
+        found
+        for found in gateway.fetch_orders_from(symbol=position.symbol.name, order_id=str(start))
+        if int(found.exchange_order_id) > start
+        and (stop is None or int(found.exchange_order_id) < stop)
+        and found.side != ENTRY_SIDE[position.side]
+        and found.filled_quantity > 0
+    ]
+    ours = set(
+        Order.objects.filter(
+            client_order_id__in=[c.client_order_id for c in candidates]
+        ).values_list("client_order_id", flat=True)
+    )
+    triggered = set(
+        Order.objects.filter(symbol_id=position.symbol_id)
+        .exclude(triggered_order_id="")
+        .values_list("triggered_order_id", flat=True)
     )
     missing = books.entry_quantity - books.exit_quantity
-    for found in gateway.fetch_orders_from(symbol=position.symbol.name, order_id=str(start)):
-        number = int(found.exchange_order_id)
-        if number <= start or (stop is not None and number >= stop):
-            continue
-        if not found.client_order_id.startswith(EXCHANGE_CLOSE_PREFIXES):
-            continue
-        if found.exchange_order_id in known or found.filled_quantity <= 0:
+    for found in candidates:
+        if found.client_order_id in ours or found.exchange_order_id in triggered:
             continue
         order = _exchange_close_order(position=position, found=found)
         order_fills_record(
@@ -369,14 +384,16 @@ def _exchange_closes_record(
 
 
 def _exchange_close_order(*, position: Position, found: ExchangeOrder) -> Order:
-    """Our row for an order the exchange placed on this position (e.g. its liquidation)."""
+    """Our row for a close of this position placed by the exchange (its liquidation) or by a
+    person on the exchange, so its fills have an order to belong to."""
+    by_exchange = found.client_order_id.startswith(EXCHANGE_CLOSE_PREFIXES)
     with db_write_lock:
         order, _ = Order.objects.get_or_create(
             client_order_id=found.client_order_id[:36],
             defaults={
                 "symbol_id": position.symbol_id,
                 "position": position,
-                "purpose": Order.Purpose.LIQUIDATION,
+                "purpose": Order.Purpose.LIQUIDATION if by_exchange else Order.Purpose.CLOSE,
                 "side": found.side,
                 "order_type": found.order_type[:24],
                 "quantity": found.quantity,
@@ -385,6 +402,7 @@ def _exchange_close_order(*, position: Position, found: ExchangeOrder) -> Order:
                 "status": Order.Status.FILLED,
                 "filled_quantity": found.filled_quantity,
                 "average_price": found.average_price,
+                "error_message": "" if by_exchange else "placed on the exchange, not by the bot",
             },
         )
     return order
@@ -397,7 +415,11 @@ def position_books(*, position: Position) -> PositionBooks:
     entries = [f for f in fills if f.side == entry_side]
     exits = [f for f in fills if f.side != entry_side]
     fees = sum((f.commission_usdt for f in fills), Decimal(0))
-    realized = sum((f.realized_pnl for f in fills), Decimal(0))
+    # A liquidation's clearance fee is part of what the position lost.
+    clearance = position.incomes.filter(income_type=Income.Type.INSURANCE_CLEAR)
+    realized = sum((f.realized_pnl for f in fills), Decimal(0)) + sum(
+        (i.amount for i in clearance), Decimal(0)
+    )
     exit_quantity = sum((f.quantity for f in exits), Decimal(0))
     exit_price = None
     if exit_quantity:
@@ -436,8 +458,11 @@ def positions_books_complete(*, gateway: ExchangeGateway, actor: str = "guard") 
     Returns the positions completed."""
     completed = []
     for position in Position.objects.filter(awaiting_fills=True).select_related("symbol"):
-        books = position_books_read(position=position, gateway=gateway)
-        if books is None:
+        try:
+            books = position_fills_collect(position=position, gateway=gateway)
+        except FillsUnreadable as e:
+            # Said once at the close and alerted by reconcile; not a line every guard pass.
+            logger.debug("%s; tried again later", e)
             continue
         if position_books_apply(position=position, books=books, actor=actor):
             completed.append(position)
@@ -473,17 +498,6 @@ def position_books_apply(*, position: Position, books: PositionBooks, actor: str
         _money(books.realized_pnl),
     )
     return True
-
-
-# --------------------------------------------------------------------------- reads
-def positions_awaiting_fills_count() -> int:
-    """How many closed positions still wait for their fills (their PnL is unknown)."""
-    return Position.objects.filter(awaiting_fills=True).count()
-
-
-def fills_unattributed(*, symbol: Symbol) -> list[Fill]:
-    """Fills of ``symbol`` recorded on no position (e.g. a flatten with no record open)."""
-    return list(Fill.objects.filter(symbol=symbol).filter(Q(position__isnull=True)))
 
 
 def _plain(value: Decimal | None) -> str:

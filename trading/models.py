@@ -488,3 +488,33 @@ class Fill(models.Model):
 
     def __str__(self) -> str:
         return f"{self.side} {_plain(self.quantity)} {self.symbol} @ {_plain(self.price)}"
+
+
+class Income(models.Model):
+    """A wallet movement that is not a trade: funding paid or received, a liquidation's
+    clearance fee (INSURANCE_CLEAR). Recorded once (its type and tranId), on the position that
+    was open in its symbol at the time."""
+
+    class Type(models.TextChoices):
+        FUNDING_FEE = "FUNDING_FEE"
+        INSURANCE_CLEAR = "INSURANCE_CLEAR"
+
+    symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="incomes")
+    position = models.ForeignKey(
+        Position, null=True, blank=True, on_delete=models.PROTECT, related_name="incomes"
+    )
+    income_type = models.CharField(max_length=24, choices=Type.choices)
+    tran_id = models.CharField(max_length=40, help_text="The exchange's tranId.")
+    amount = models.DecimalField(**MONEY, help_text="Signed: paid is negative.")
+    asset = models.CharField(max_length=16, default="USDT")
+    time = models.DateTimeField(help_text="When the exchange booked it.")
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["time", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["income_type", "tran_id"], name="income_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.income_type} {self.symbol} {_plain(self.amount)} {self.asset}"

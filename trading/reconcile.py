@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
+from trading.books_reconcile import books_differences
 from trading.errors import ArenaError
 from trading.exchange import ExchangeGateway, ExchangeOrder, ExchangePosition, exchange_gateway
 from trading.locks import SymbolBusy, symbol_lock
@@ -108,6 +109,7 @@ def reconcile(
         logger.error("reconcile: %s", report.error)
         return report
     _Comparison(gateway, now, repair, on_exchange, exchange_orders, report).run()
+    report.differences += books_differences(gateway=gateway, repair=repair, now=now)
     for difference in report.differences:
         (logger.info if difference.repaired else logger.warning)("reconcile: %s", difference)
     return report

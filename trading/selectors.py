@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -23,6 +24,22 @@ def position_open_for_symbol(*, symbol: Symbol) -> Position | None:
 def positions_open_count() -> int:
     """How many positions are open across all symbols."""
     return Position.objects.filter(status__in=Position.OPEN_STATUSES).count()
+
+
+@dataclass(frozen=True)
+class DailyPnl:
+    """Today's realized PnL as the daily loss limit and the dashboard read it."""
+
+    realized: Decimal  # net of fees, positions closed since 00:00 UTC (exchange time)
+    unknown: int  # closed positions whose fills are not read yet: their PnL is missing
+
+
+def daily_pnl(*, now: datetime | None = None) -> DailyPnl:
+    """Today's realized PnL, and how many closes it still lacks (awaiting their fills)."""
+    return DailyPnl(
+        realized=realized_pnl_today(now=now),
+        unknown=Position.objects.filter(awaiting_fills=True).count(),
+    )
 
 
 def realized_pnl_today(*, now: datetime | None = None) -> Decimal:

@@ -41,10 +41,10 @@ from trading.locks import DEFAULT_TTL_SECONDS, SymbolBusy, db_write_lock, symbol
 from trading.models import Order, Position, Symbol, TradeEvent, TradingSwitch
 from trading.rounding import ExitTooClose, check_quantity, exit_prices
 from trading.selectors import (
+    daily_pnl,
     position_exit_orders,
     position_open_for_symbol,
     positions_open_count,
-    realized_pnl_today,
 )
 
 logger = logging.getLogger(__name__)
@@ -175,10 +175,13 @@ def _open_locked(
         risk_pct=profile.risk_pct,
         max_risk_usd=profile.max_risk_usd,
         filters=symbol.filters,
+        slippage_pct=profile.entry_slippage_pct,
     )
     if not sizing.ok:
         return _refuse(symbol=symbol, side=side, reason=sizing.refusal or "", actor=actor)
-    margin = position_margin(quantity=sizing.quantity, entry_price=price, leverage=profile.leverage)
+    margin = position_margin(
+        quantity=sizing.quantity, entry_price=sizing.fill_price, leverage=profile.leverage
+    )
     denial = check_free_margin(available=balance.available, margin=margin)
     if denial:
         return _refuse(symbol=symbol, side=side, reason=denial, actor=actor)
@@ -260,17 +263,14 @@ def _check_database_rules(*, symbol: Symbol, profile, actor: str) -> str | None:
     )
     if denial:
         return denial
-    denial = check_daily_loss(
-        realized_today=realized_pnl_today(), limit=profile.daily_loss_limit_usd
-    )
+    today = daily_pnl()
+    denial = check_daily_loss(realized_today=today.realized, limit=profile.daily_loss_limit_usd)
     if denial:
         from trading.switch import trading_switch_set
 
         trading_switch_set(enabled=False, reason=denial, actor="risk")
         return denial
-    return check_pnl_known(
-        unknown=fills.positions_awaiting_fills_count(), limit=profile.daily_loss_limit_usd
-    )
+    return check_pnl_known(unknown=today.unknown, limit=profile.daily_loss_limit_usd)
 
 
 @transaction.atomic

@@ -8,8 +8,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from paper.candles import load_dir
 from paper.runtime import PaperExchange
 from paper.symbols import set_extra_symbols
 from paper.testing import extra_symbols_from_env
@@ -35,6 +36,15 @@ class Command(BaseCommand):
             "--state", type=Path, default=None, help="JSON file restored at start, kept saved"
         )
         parser.add_argument(
+            "--candles",
+            type=Path,
+            default=None,
+            help=(
+                "folder of Binance 1-minute kline files to replay and serve (several days per"
+                " symbol, as download_candles writes them); default the shipped generated set"
+            ),
+        )
+        parser.add_argument(
             "--extra-symbols",
             type=int,
             default=None,
@@ -49,7 +59,22 @@ class Command(BaseCommand):
         extra = options["extra_symbols"]
         extra = extra_symbols_from_env() if extra is None else extra
         set_extra_symbols(extra)
+        candle_dir = options["candles"]
+        if candle_dir is not None:
+            if not candle_dir.is_dir():
+                raise CommandError(f"--candles {candle_dir}: no such folder")
+            loaded = load_dir(candle_dir)
+            if not loaded:
+                raise CommandError(
+                    f"--candles {candle_dir}: no 1-minute kline files of a known symbol "
+                    "(expected names like BTCUSDT-1m-2026-01-05.csv)"
+                )
+            self.stdout.write(
+                "candles: "
+                + ", ".join(f"{name} {len(rows)} minutes" for name, rows in sorted(loaded.items()))
+            )
         exchange = PaperExchange(
+            candle_dir=candle_dir,
             host=options["host"],
             port=options["port"],
             feed=options["feed"],
