@@ -1,9 +1,10 @@
 """Fill → close recorded, with the user data stream and without; the guard's weight per minute.
 
-``python -m bench.stream [--closes 100] [--batch 20] [--output var/bench-stream.md]``
+``python -m bench.stream [--closes 100] [--batch 20] [--spacing 1.0] [--output FILE]``
 
 Latency: positions are opened through the order path on ``--batch`` symbols at a time; their
-stops are then hit one by one at random moments over about one guard interval, and each close's
+stops are then hit one by one at random moments, ``--spacing`` seconds apart on average (the
+guard's 5 s cadence sees them at every phase), and each close's
 latency is its close event's time minus its exit fill's exchange time. The guard runs every 5 s
 in both runs (it is the backstop in production too); the stream process's runner runs in the
 first. Weight: guard passes with 2, 20 and 50 enabled symbols and 1 to 50 open positions, per
@@ -51,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.stream", description=__doc__)
     parser.add_argument("--closes", type=int, default=100)
     parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument(
+        "--spacing", type=float, default=1.0, help="mean seconds between two stops hit"
+    )
     parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument("--weight-only", action="store_true", help="skip the latency runs")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -70,12 +75,24 @@ def main(argv: list[str] | None = None) -> int:
             settings.PAPER_STREAM_URL = server.stream_url
             env.symbols_enable(synthetic, max_open_positions=len(synthetic) + 10)
             names = _symbol_names(args.batch)
-            rows = [
-                latency_measure(stream=stream, closes=args.closes, names=names, control=control)
-                for stream in (True, False)
-            ]
+            rows = (
+                []
+                if args.weight_only
+                else [
+                    latency_measure(
+                        stream=stream,
+                        closes=args.closes,
+                        names=names,
+                        control=control,
+                        spacing=args.spacing,
+                    )
+                    for stream in (True, False)
+                ]
+            )
             weights = weight_measure(control=control)
-    lines = _report(engine=engine, rows=rows, weights=weights, batch=args.batch)
+    lines = _report(
+        engine=engine, rows=rows, weights=weights, batch=args.batch, spacing=args.spacing
+    )
     text = "\n".join(lines) + "\n"
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -93,7 +110,9 @@ def _symbol_names(count: int) -> list[str]:
 
 
 # --------------------------------------------------------------------------- latency
-def latency_measure(*, stream: bool, closes: int, names: list[str], control: Any) -> LatencyRow:
+def latency_measure(
+    *, stream: bool, closes: int, names: list[str], control: Any, spacing: float
+) -> LatencyRow:
     from bench.measure import positions_open
     from trading.models import Position
 
@@ -112,7 +131,7 @@ def latency_measure(*, stream: bool, closes: int, names: list[str], control: Any
             )
             random.shuffle(positions)
             for position in positions:
-                time.sleep(random.uniform(0, 2 * GUARD_SECONDS / len(positions)))
+                time.sleep(random.uniform(0, 2 * spacing))
                 control.set_price(position.symbol.name, str(_below_stop(position)))
             unclosed += _wait_closed(positions, timeout=3 * GUARD_SECONDS)
             for position in positions:
@@ -241,6 +260,7 @@ class WeightRow:
     positions: int
     weight_per_pass: float
     requests_per_pass: float
+    lean_snapshot_weight: int  # trading.guard_reads for the same symbols
 
     @property
     def per_minute(self) -> float:
@@ -266,20 +286,42 @@ def weight_measure(*, control: Any) -> list[WeightRow]:
             have = Position.objects.filter(status=Position.Status.OPEN).count()
             positions_open(names=names[have:positions], control=control)
             row = guard_measure(positions=positions, passes=3, control=control)
-            rows.append(WeightRow(count, positions, row.weight, row.requests))
+            rows.append(
+                WeightRow(count, positions, row.weight, row.requests, _lean_weight(control))
+            )
     return rows
+
+
+def _lean_weight(control: Any) -> int:
+    """Weight of trading.guard_reads' snapshot for the open positions' symbols, as the
+    exchange counted it."""
+    from trading.guard_reads import GuardReader
+    from trading.models import Position
+
+    watched = set(
+        Position.objects.filter(status=Position.Status.OPEN).values_list("symbol__name", flat=True)
+    )
+    reader = GuardReader(env.fast_gateway)
+    while True:
+        before = int(control.stats()["weight_1m"])
+        reader.snapshot(watched=watched)
+        used = int(control.stats()["weight_1m"]) - before
+        if used >= 0:  # else the exchange's minute rolled over: again
+            reader.close()
+            return used
 
 
 # --------------------------------------------------------------------------- report
 def _report(
-    *, engine: str, rows: list[LatencyRow], weights: list[WeightRow], batch: int
+    *, engine: str, rows: list[LatencyRow], weights: list[WeightRow], batch: int, spacing: float
 ) -> list[str]:
     lines = [
         "# arena: the user data stream",
         "",
         f"Database {engine}; paper exchange, stream runner, guard and order path in one process.",
         "",
-        f"## Fill → close recorded ({batch} positions at a time, stops hit at random moments)",
+        f"## Fill → close recorded ({batch} positions at a time; a stop hit every {spacing:g} s "
+        "on average, at random moments)",
         "",
         "| run | closes | p50 ms | p99 ms | max ms | recorded by | not closed in 15 s |",
         "|---|---:|---:|---:|---:|---|---:|",
@@ -295,13 +337,18 @@ def _report(
         "## Guard weight (one pass every 5 s)",
         "",
         "| enabled symbols | open positions | requests / pass | weight / pass | weight / min "
-        "| share of 2,400 |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| share of 2,400 | with guard_reads: weight / pass | weight / min | share |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for w in weights:
+        # The guard's snapshot (positions 5 + all orders 40 + all algo orders 40) replaced by
+        # trading.guard_reads' reads; its other requests (the balance read) unchanged.
+        lean = w.weight_per_pass - 85 + w.lean_snapshot_weight
+        lean_minute = lean * 60 / GUARD_SECONDS
         lines.append(
             f"| {w.symbols} | {w.positions} | {w.requests_per_pass:g} | {w.weight_per_pass:g} "
-            f"| {w.per_minute:.0f} | {w.per_minute / WEIGHT_LIMIT:.0%} |"
+            f"| {w.per_minute:.0f} | {w.per_minute / WEIGHT_LIMIT:.0%} | {lean:g} "
+            f"| {lean_minute:.0f} | {lean_minute / WEIGHT_LIMIT:.0%} |"
         )
     return lines
 

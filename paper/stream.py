@@ -76,6 +76,7 @@ class _Connection:
     key: str
     ws: web.WebSocketResponse
     opened: float
+    transport: asyncio.BaseTransport | None = None
     queue: asyncio.Queue[tuple[float, str]] = field(default_factory=asyncio.Queue)
 
 
@@ -218,7 +219,7 @@ class UserStream:
         if not self.keys.is_valid(key):
             return web.json_response({"code": -1125, "msg": "Invalid listenKey."}, status=400)
         ws = web.WebSocketResponse(heartbeat=None, autoping=True)
-        conn = _Connection(key=key, ws=ws, opened=time.monotonic())
+        conn = _Connection(key=key, ws=ws, opened=time.monotonic(), transport=request.transport)
         # Registered before the handshake completes: once the client is connected, no event
         # can fall between its connection and its registration.
         with self._lock:
@@ -279,9 +280,8 @@ class UserStream:
 
 async def _abort(conn: _Connection) -> None:
     # A dropped connection: no close frame, the socket just goes away.
-    transport = conn.ws._req.transport if conn.ws._req is not None else None
-    if transport is not None:
-        transport.abort()
+    if conn.transport is not None:
+        conn.transport.abort()
     else:
         await conn.ws.close()
 

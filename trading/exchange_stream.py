@@ -44,7 +44,8 @@ class StreamFill:
     order_status: str  # the order's status after this fill: PARTIALLY_FILLED or FILLED
     order_type: str  # the original type: MARKET, LIMIT, STOP_MARKET, LIQUIDATION, ...
     reduce_only: bool
-    event_time: datetime  # the exchange's transaction time of the fill
+    event_time: datetime
+    close_position: bool = False  # the exchange's transaction time of the fill
 
 
 def stream_fill_parse(raw: dict[str, Any]) -> StreamFill:
@@ -69,6 +70,7 @@ def stream_fill_parse(raw: dict[str, Any]) -> StreamFill:
         order_type=str(raw.get("ot") or raw.get("o") or ""),
         reduce_only=_bool(raw.get("R")),
         event_time=fill.time,
+        close_position=_bool(raw.get("cp")),
     )
 
 

@@ -99,8 +99,9 @@ def _position_closed_by(*, event: StreamFill, order: Order | None) -> Position |
         position = order.position
     else:
         # Not one of ours: the exchange's own close (liquidation, auto-deleveraging) or an order
-        # placed by hand. Only a reduce-only fill or a liquidation can close a position.
-        if not (event.reduce_only or event.order_type == "LIQUIDATION"):
+        # placed by hand, or a fired exit of ours whose market order carries another client id.
+        # Only a reduce-only or close-position fill, or a liquidation, can close a position.
+        if not (event.reduce_only or event.close_position or event.order_type == "LIQUIDATION"):
             return None
         position = (
             Position.objects.filter(symbol__name=event.fill.symbol, status=Position.Status.OPEN)

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.guard.conftest import open_long
+from tests.guard.conftest import cancel_exit, open_long
 from tests.stream.conftest import closed, ledger_matches_exchange, wait_for
 from trading.exchange_stream import StreamFill
 from trading.locks import db_write_lock
@@ -245,3 +245,50 @@ def test_guard_when_stop_hit_while_stream_down_then_guard_records_the_close(
     assert position.close_reason == Position.CloseReason.STOP_LOSS
     assert [e.actor for e in _close_events(position)] == ["guard"]
     _assert_books_exact(position, gateway)
+
+
+def test_stream_fill_apply_when_fired_exit_carries_unknown_client_id_then_close_recorded(
+    market, btc, gateway
+):
+    # Arrange: the stop's market order reported under a client id we never gave (Binance may).
+    position = open_long(symbol=btc, gateway=gateway)
+    market.set_price("BTCUSDT", "99700")
+    exit_trade = gateway.fetch_fills(symbol="BTCUSDT", since=None)[-1]
+    event = StreamFill(
+        fill=exit_trade,
+        client_order_id="exchange-chosen-id",
+        order_status="FILLED",
+        order_type="STOP_MARKET",
+        reduce_only=False,
+        event_time=exit_trade.time,
+        close_position=True,
+    )
+
+    # Act
+    applied = stream_fill_apply(event=event, gateway=gateway)
+
+    # Assert: closed as SL, the fill read over REST onto the stop's row.
+    position.refresh_from_db()
+    assert applied.closed is not None
+    assert position.close_reason == Position.CloseReason.STOP_LOSS
+    assert Fill.objects.get(trade_id=exit_trade.trade_id).order.purpose == "SL"
+    _assert_books_exact(position, gateway)
+
+
+def test_stream_when_position_liquidated_then_close_recorded_as_liquidation(
+    market, btc, gateway, start_stream
+):
+    # Arrange: no stop left on the exchange; the market collapses.
+    position = open_long(symbol=btc, gateway=gateway)
+    cancel_exit(position=position, kind="SL", gateway=gateway)
+    start_stream()
+
+    # Act
+    market.set_price("BTCUSDT", "50000")
+    wait_for(lambda: closed(position), 3.0, "the liquidation's close")
+
+    # Assert: every trade in the ledger (the PnL, with the clearance fee, is the books' own).
+    assert position.close_reason == Position.CloseReason.LIQUIDATION
+    assert [e.actor for e in _close_events(position)] == ["stream"]
+    assert position.realized_pnl is not None and not position.awaiting_fills
+    ledger_matches_exchange(symbol="BTCUSDT", gateway=gateway)
