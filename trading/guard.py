@@ -36,6 +36,7 @@ from django.db import transaction
 from django.db.models import F, Prefetch, Q
 from django.utils import timezone
 
+from monitoring.exchange_view import exchange_view_store
 from monitoring.models import MonitoringSettings, ProtectionState
 from monitoring.selectors import monitoring_settings
 from monitoring.services import (
@@ -234,6 +235,9 @@ def _guard_run(*, gateway: ExchangeGateway, rules: MonitoringSettings, report: G
     _unknown_positions(ctx, recorded)
     _orphan_orders_cancel(ctx, recorded)
     _post_trade_checks(ctx)
+    exchange_view_store(
+        positions=snapshot.positions.values(), orders=snapshot.orders, taken_at=ctx.now
+    )
 
 
 def exchange_snapshot(*, gateway: ExchangeGateway) -> ExchangeSnapshot:
