@@ -35,6 +35,7 @@ from risk.selectors import NoActiveRiskProfile, risk_profile_for_symbol
 from risk.sizing import position_margin, position_size
 from trading.errors import ArenaError, OperatorActionRequired, OrderRejected
 from trading.exchange import ExchangeGateway, ExchangeOrder, Fill, exchange_gateway
+from trading.formatting import money_text, price_text, quantity_text
 from trading.locks import DEFAULT_TTL_SECONDS, SymbolBusy, db_write_lock, symbol_lock
 from trading.models import Order, Position, Symbol, TradeEvent, TradingSwitch
 from trading.rounding import ExitTooClose, check_quantity, exit_prices
@@ -228,10 +229,10 @@ def _open_locked(
         "[Entry] %s %s qty %s @ %s | TP %s SL %s",
         position.side,
         symbol.name,
-        _fmt_qty(position.quantity),
-        _fmt(position.entry_price),
-        _fmt(position.take_profit_price),
-        _fmt(position.stop_loss_price),
+        quantity_text(position.quantity, symbol),
+        price_text(position.entry_price, symbol),
+        price_text(position.take_profit_price, symbol),
+        price_text(position.stop_loss_price, symbol),
     )
 
     # 7. The post-trade check, with the same sizing arithmetic.
@@ -685,7 +686,8 @@ def _close_partial(
         )
     net = pnl[0] if pnl is not None else None
     logger.info(
-        "[Close] %s partial %s @ %s | PnL %s USDT | %s left",
+        "[Close] %s %s partial %s @ %s | PnL %s USDT | %s left",
+        symbol.name,
         reason,
         _fmt_qty(answer.filled_quantity),
         _fmt(answer.average_price),
@@ -781,7 +783,13 @@ def _close_finish(
             + ("" if closed_by_us else " (closed on the exchange)"),
             actor=actor,
         )
-    logger.info("[Close] %s @ %s | PnL %s USDT", reason, _fmt(exit_price), _fmt_money(net))
+    logger.info(
+        "[Close] %s %s @ %s | PnL %s USDT",
+        position.symbol.name,
+        reason,
+        price_text(exit_price, position.symbol),
+        _fmt_money(net),
+    )
     return CloseOutcome(CloseOutcome.CLOSED, reason, pnl=net, position=position)
 
 
@@ -1112,8 +1120,7 @@ def _fmt_qty(value: Decimal) -> str:
 
 
 def _fmt_money(value: Decimal | None) -> str:
-    # "+ 0" turns a negative zero (-0.0004 rounded) into 0.00.
-    return "?" if value is None else f"{value.quantize(Decimal('0.01')) + 0}"
+    return "?" if value is None else money_text(value)
 
 
 # --------------------------------------------------------------------------- symbol filters
