@@ -4,9 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 # make run: the paper exchange replays the shipped candles this many times faster than real time.
 PAPER_SPEED ?= 60
-export PAPER_SPEED
+# make run: where the admin and the paper exchange listen; the paper exchange keeps its account in
+# PAPER_STATE, so the next make run resumes it (make reset starts over).
+WEB_PORT ?= 8000
+PAPER_PORT ?= 8700
+PAPER_STATE ?= var/paper-state.json
+PAPER_EXCHANGE_URL ?= http://127.0.0.1:$(PAPER_PORT)
+export PAPER_SPEED WEB_PORT PAPER_PORT PAPER_STATE PAPER_EXCHANGE_URL
 
-.PHONY: run test lint format bench clean
+.PHONY: run reset test lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +24,14 @@ $(VENV)/.installed: requirements/base.txt requirements/production.txt requiremen
 run: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py bootstrap --replay-speed $(PAPER_SPEED)
-	$(BIN)/honcho -f Procfile.local start
+	mkdir -p var
+	$(BIN)/python -m tools.run_local Procfile.local
+
+# Start over: a new paper account, an empty database (the next make run loads the defaults).
+reset: $(VENV)/.installed
+	rm -rf var
+	$(BIN)/python manage.py migrate --no-input --verbosity 0
+	$(BIN)/python manage.py flush --no-input
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
@@ -171,6 +172,9 @@ CELERY_TASK_ROUTES = {
     "dashboard.tasks.*": {"queue": "sentinel"},
 }
 CELERY_WORKER_QUEUES = "default,guard,cycles,sentinel"
+# Declared here, so a worker started without --queues (as Celery's documentation starts one)
+# consumes every queue of the arena instead of only "default".
+CELERY_TASK_QUEUES = tuple(Queue(name) for name in CELERY_WORKER_QUEUES.split(","))
 
 # --- Exchange -------------------------------------------------------------------------------
 EXCHANGE = env.str("EXCHANGE", default="paper")
