@@ -7,7 +7,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
-from kombu import Queue
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
@@ -174,7 +174,11 @@ CELERY_TASK_ROUTES = {
 CELERY_WORKER_QUEUES = "default,guard,cycles,sentinel"
 # Declared here, so a worker started without --queues (as Celery's documentation starts one)
 # consumes every queue of the arena instead of only "default".
-CELERY_TASK_QUEUES = tuple(Queue(name) for name in CELERY_WORKER_QUEUES.split(","))
+# Each queue on its own exchange and routing key, as Celery creates a queue it was only named.
+CELERY_TASK_QUEUES = tuple(
+    Queue(name, Exchange(name, type="direct"), routing_key=name)
+    for name in CELERY_WORKER_QUEUES.split(",")
+)
 
 # --- Exchange -------------------------------------------------------------------------------
 EXCHANGE = env.str("EXCHANGE", default="paper")
