@@ -149,7 +149,7 @@ def chart_layout(
     note: str = "",
 ) -> PositionChart:
     """Lay out candles (``[ms, o, h, l, c]``) and the position's levels for an SVG."""
-    left, right, top, bottom = 80, width - 90, 10, height - 24
+    left, right, top, bottom = 80, width - 150, 10, height - 24
     symbol = position.symbol
     levels_wanted = [
         ("entry", "entry", position.entry_price),
