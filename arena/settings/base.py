@@ -200,6 +200,8 @@ EXCHANGE_WEIGHT_BUDGET_1M = env.int("EXCHANGE_WEIGHT_BUDGET_1M", default=2000)
 TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
 TELEGRAM_CHAT_ID = env.str("TELEGRAM_CHAT_ID", default="")
 TELEGRAM_API_URL = env.str("TELEGRAM_API_URL", default="https://api.telegram.org")
+# Chats whose messages the Telegram console obeys (comma-separated ids); empty: TELEGRAM_CHAT_ID.
+TELEGRAM_CONSOLE_CHAT_IDS = env.list("TELEGRAM_CONSOLE_CHAT_IDS", default=[])
 LLM_API_URL = env.str("LLM_API_URL", default="")
 LLM_API_KEY = env.str("LLM_API_KEY", default="")
 
