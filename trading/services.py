@@ -16,6 +16,7 @@ import csv
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -1231,9 +1232,11 @@ def candles_download(
     gateway: ExchangeGateway | None = None,
     now: datetime | None = None,
     page_size: int = KLINE_PAGE,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Path]:
     """Save the last ``days`` of closed candles as Binance kline files, one CSV per UTC day
-    (``BTCUSDT-1m-2026-01-05.csv``, with the header of data.binance.vision's newer files)."""
+    (``BTCUSDT-1m-2026-01-05.csv``, with the header of data.binance.vision's newer files).
+    ``progress(candles so far, candles expected)`` is called after each page."""
     if interval not in INTERVAL_MS:
         raise ValueError(f"interval must be one of {', '.join(INTERVAL_MS)}")
     gateway = gateway or exchange_gateway()
@@ -1252,6 +1255,8 @@ def candles_download(
             break
         rows.extend(page)
         cursor = int(page[-1][0]) + step
+        if progress is not None:
+            progress(len(rows), (end_ms - start_ms) // step)
     by_day: dict[str, list[list]] = {}
     for row in rows:
         day = datetime.fromtimestamp(int(row[0]) / 1000, tz=UTC).date().isoformat()
