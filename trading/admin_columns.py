@@ -6,7 +6,11 @@ stored decimals (``1.1800000000``).
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from django import forms
 from django.contrib import admin
+from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -28,7 +32,31 @@ def _side_html(side: str) -> str:
 
 
 class PositionColumns:
-    """Symbol (to the position's page), side in colour, quantity, entry, exit, PnL, reason, age."""
+    """Symbol (to the position's page), side in colour, quantity, entry, exit, PnL, reason, age;
+    the record's page with the same formatting."""
+
+    fields = (
+        "symbol_link",
+        "side_coloured",
+        "status",
+        "quantity_text",
+        "entry_text",
+        "leverage",
+        "margin_type",
+        "take_profit_text",
+        "stop_text",
+        "opened_reason",
+        "opened_at",
+        "closed_at",
+        "close_reason",
+        "exit_text",
+        "pnl_text",
+        "fees_text",
+        "adopted",
+        "skip_reason",
+        "skip_reason_at",
+    )
+    readonly_fields = fields
 
     @admin.display(description="symbol", ordering="symbol__name")
     def symbol_link(self, obj: Position) -> str:
@@ -79,6 +107,30 @@ class PositionColumns:
 
 
 class OrderColumns:
+    fields = (
+        "symbol",
+        "position",
+        "purpose",
+        "side_coloured",
+        "order_type",
+        "quantity_text",
+        "stop_text",
+        "reduce_only",
+        "close_position",
+        "is_conditional",
+        "client_order_id",
+        "exchange_order_id",
+        "status",
+        "filled_text",
+        "average_text",
+        "error_code",
+        "error_message",
+        "created_at",
+        "sent_at",
+        "updated_at",
+    )
+    readonly_fields = fields
+
     @admin.display(description="side", ordering="side")
     def side_coloured(self, obj: Order) -> str:
         return _side_html(obj.side)
@@ -100,7 +152,19 @@ class OrderColumns:
         return price_text(obj.average_price, obj.symbol)
 
 
+class PlainDecimalField(forms.DecimalField):
+    """A decimal input showing the value as written (0.1, 2000000), not with every stored place
+    (0.1000000000); what is typed is validated and stored exactly as before."""
+
+    def prepare_value(self, value: object) -> object:
+        if isinstance(value, Decimal) and value.is_finite():
+            return format(value.normalize(), "f")
+        return value
+
+
 class SymbolColumns:
+    formfield_overrides = {models.DecimalField: {"form_class": PlainDecimalField}}
+
     @admin.display(description="tick size", ordering="tick_size")
     def tick_text(self, obj: Symbol) -> str:
         return price_text(obj.tick_size)

@@ -90,3 +90,33 @@ def test_close_log_line_when_stop_fires_then_names_the_symbol(
     closes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[Close]")]
     assert len(closes) == 1 and closes[0].startswith("[Close] BNBUSDT SL @ ")
     assert closes[0].endswith(" USDT") and "." in closes[0].split("PnL ")[1]
+
+
+def test_position_and_order_pages_when_viewed_then_no_ten_decimal_numbers(
+    operator_client: Client, market, open_position
+) -> None:
+    position = open_position("BNBUSDT", "SHORT")
+    order = position.orders.order_by("id").first()
+
+    position_page = operator_client.get(
+        reverse("admin:trading_position_change", args=[position.pk])
+    )
+    order_page = operator_client.get(reverse("admin:trading_order_change", args=[order.pk]))
+
+    for page in (position_page, order_page):
+        html = page.content.decode()
+        assert page.status_code == 200
+        assert "0000000" not in html
+    assert "966.89" in position_page.content.decode() and "1.24" in order_page.content.decode()
+
+
+def test_symbol_form_when_opened_then_filters_shown_as_written(
+    operator_client: Client, defaults: None
+) -> None:
+    btc = Symbol.objects.get(name="BTCUSDT")
+    url = reverse("admin:trading_symbol_change", args=[btc.pk])
+
+    html = operator_client.get(url).content.decode()
+
+    assert 'name="tick_size" value="0.1"' in html
+    assert "0000000" not in html
