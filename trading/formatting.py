@@ -4,7 +4,7 @@ to the cent. The one place the admin, the dashboard, the console and the log lin
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Protocol
 
 CENT = Decimal("0.01")
@@ -48,8 +48,9 @@ def money_text(value: Decimal | None, *, grouped: bool = False, signed: bool = F
     """USDT to the cent: -3.30, 1,833.33 (``grouped``), +4.10 (``signed``)."""
     if value is None:
         return NONE_TEXT
-    # "+ 0" turns a negative zero (-0.004 rounded) into 0.00.
-    cents = value.quantize(CENT, rounding=ROUND_HALF_UP) + 0
+    # Banker's rounding, as Decimal and Python's own "{:.2f}" do; "+ 0" turns a negative zero
+    # (-0.004 rounded) into 0.00.
+    cents = value.quantize(CENT, rounding=ROUND_HALF_EVEN) + 0
     sign = "+" if signed and cents > 0 else ""
     return f"{sign}{cents:,}" if grouped else f"{sign}{cents}"
 
