@@ -29,7 +29,7 @@ run: $(VENV)/.installed
 
 # Start over: a new paper account, an empty database (the next make run loads the defaults).
 reset: $(VENV)/.installed
-	rm -rf var
+	rm -rf var $(PAPER_STATE)
 	$(BIN)/python manage.py migrate --no-input --verbosity 0
 	$(BIN)/python manage.py flush --no-input
 
