@@ -1,11 +1,11 @@
 """Reads for the dashboard: equity chart, positions with marks, closes, heartbeats, alerts.
 
-Nothing here writes: the page must be safe to reload during an incident.
+Nothing here writes, and nothing asks the exchange: marks and unrealized PnL come from the
+guard's last read, so the page is safe to reload during an incident, by any number of people.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -18,8 +18,6 @@ from dashboard.models import EquitySnapshot
 from monitoring.exchange_view import LastExchangeView, exchange_view_last
 from trading.formatting import money_text, quantity_text
 from trading.models import Position, Symbol, TradingSwitch
-
-logger = logging.getLogger(__name__)
 
 # An SVG path of more points than pixels draws nothing more; thin the series to this many.
 CHART_MAX_POINTS = 720
