@@ -4,7 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 # make run: the paper exchange replays the shipped candles this many times faster than real time.
 PAPER_SPEED ?= 60
-export PAPER_SPEED
+# make run: where the admin and the paper exchange listen; the paper exchange keeps its account in
+# PAPER_STATE, so the next make run resumes it (make reset starts over).
+WEB_PORT ?= 8000
+PAPER_PORT ?= 8700
+PAPER_STATE ?= var/paper-state.json
+PAPER_STREAM_PORT ?= $(shell expr $(PAPER_PORT) + 1)
+PAPER_EXCHANGE_URL ?= http://127.0.0.1:$(PAPER_PORT)
+PAPER_STREAM_URL ?= ws://127.0.0.1:$(PAPER_STREAM_PORT)/ws
+export PAPER_SPEED WEB_PORT PAPER_PORT PAPER_STREAM_PORT PAPER_STATE PAPER_EXCHANGE_URL \
+	PAPER_STREAM_URL
 
 # Every process defaults to the production settings; development is chosen here, explicitly.
 LOCAL := DJANGO_SETTINGS_MODULE=arena.settings.local
@@ -12,7 +21,7 @@ LOCAL := DJANGO_SETTINGS_MODULE=arena.settings.local
 PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
 	--no-emit-find-links
 
-.PHONY: run test lint format bench clean lock
+.PHONY: run reset test lint format bench clean lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +35,14 @@ $(VENV)/.installed: requirements/dev.lock.txt | $(BIN)/python
 run: $(VENV)/.installed
 	$(LOCAL) $(BIN)/python manage.py migrate --no-input
 	$(LOCAL) $(BIN)/python manage.py bootstrap --replay-speed $(PAPER_SPEED)
-	$(LOCAL) $(BIN)/honcho -f Procfile.local start
+	mkdir -p var
+	$(LOCAL) $(BIN)/python -m tools.run_local Procfile.local
+
+# Start over: a new paper account, an empty database (the next make run loads the defaults).
+reset: $(VENV)/.installed
+	rm -rf var $(PAPER_STATE)
+	$(LOCAL) $(BIN)/python manage.py migrate --no-input --verbosity 0
+	$(LOCAL) $(BIN)/python manage.py flush --no-input
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .

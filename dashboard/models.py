@@ -24,3 +24,26 @@ class EquitySnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.time:%Y-%m-%d %H:%M} equity {self.equity.normalize():f}"
+
+
+class PositionCandles(models.Model):
+    """The exchange's candles around one position, fetched once for its page.
+
+    While the position is open they are fetched again at most once a minute, whatever the
+    number of views; once a fetch has covered the close they are final.
+    """
+
+    position = models.OneToOneField(
+        "trading.Position", on_delete=models.CASCADE, related_name="candles"
+    )
+    interval = models.CharField(max_length=4)
+    rows = models.JSONField(
+        default=list, help_text="[open time ms, open, high, low, close] per candle."
+    )
+    fetched_at = models.DateTimeField()
+    final = models.BooleanField(
+        default=False, help_text="Fetched after the close: never fetched again."
+    )
+
+    def __str__(self) -> str:
+        return f"candles of position {self.position_id} ({len(self.rows)} x {self.interval})"

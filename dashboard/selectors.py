@@ -1,11 +1,11 @@
 """Reads for the dashboard: equity chart, positions with marks, closes, heartbeats, alerts.
 
-Nothing here writes: the page must be safe to reload during an incident.
+Nothing here writes, and nothing asks the exchange: marks and unrealized PnL come from the
+guard's last read, so the page is safe to reload during an incident, by any number of people.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -15,12 +15,9 @@ from django.apps import apps
 from django.utils import timezone
 
 from dashboard.models import EquitySnapshot
-from trading.errors import ArenaError
-from trading.exchange import ExchangeGateway, ExchangePosition, exchange_gateway
-from trading.models import Position, TradingSwitch
-from trading.retry import RetryPolicy
-
-logger = logging.getLogger(__name__)
+from monitoring.exchange_view import LastExchangeView, exchange_view_last
+from trading.formatting import money_text, quantity_text
+from trading.models import Position, Symbol, TradingSwitch
 
 # An SVG path of more points than pixels draws nothing more; thin the series to this many.
 CHART_MAX_POINTS = 720
@@ -125,13 +122,14 @@ def _thin(snapshots: list[EquitySnapshot], limit: int) -> list[EquitySnapshot]:
 
 
 def _money(value: Decimal) -> str:
-    return f"{value.quantize(Decimal('0.01')):,}"
+    return money_text(value, grouped=True)
 
 
 # --- positions -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PositionRow:
-    """An open position as the database knows it, with the exchange's mark and PnL if known."""
+    """An open position as the database knows it, with the exchange's mark and PnL as the guard
+    last read them."""
 
     symbol: str
     side: str
@@ -146,12 +144,17 @@ class PositionRow:
     opened_at: datetime | None
     position_id: int | None
     note: str = ""
+    filters: Symbol | None = None  # for formatting: tick and step
+    stop_on_exchange: bool = False
+    take_profit_on_exchange: bool = False
 
 
 @dataclass(frozen=True)
 class OpenPositions:
     rows: list[PositionRow]
-    exchange_error: str  # empty when the exchange answered
+    taken_at: datetime | None  # when the guard read the exchange; None: never yet
+    age_seconds: int | None
+    stale: bool  # the read is older than the guard's heartbeat limit
 
     @property
     def unrealized_pnl(self) -> Decimal | None:
@@ -159,39 +162,43 @@ class OpenPositions:
         return sum(known, Decimal(0)) if known else None
 
 
-def open_positions_with_marks(*, gateway: ExchangeGateway | None = None) -> OpenPositions:
-    """Open positions of the database joined with the exchange's (one ``fetch_positions``).
+STOP_TYPES = ("STOP_MARKET", "STOP")
+TAKE_PROFIT_TYPES = ("TAKE_PROFIT_MARKET", "TAKE_PROFIT")
 
-    When the exchange cannot be read, the database rows come back alone with the error, so the
-    page still shows what the bot believes it holds.
+
+def open_positions_with_marks(
+    *, view: LastExchangeView | None = None, now: datetime | None = None
+) -> OpenPositions:
+    """Open positions of the database joined with the guard's last read of the exchange.
+
+    No request to the exchange: any number of page views cost the bot no request weight. The
+    read's age comes back with the rows so the page can say how fresh the marks are.
     """
+    view = view if view is not None else exchange_view_last()
+    now = now or timezone.now()
     positions = list(
         Position.objects.filter(status__in=Position.OPEN_STATUSES)
         .select_related("symbol")
         .order_by("symbol__name")
     )
-    exchange_error = ""
-    on_exchange: dict[str, ExchangePosition] = {}
-    try:
-        # A page must answer in seconds: a short retry budget, then the notice.
-        gateway = gateway or exchange_gateway(retry_policy=RetryPolicy(max_total_seconds=2.0))
-        on_exchange = {p.symbol: p for p in gateway.fetch_positions()}
-    except (ArenaError, OSError) as e:
-        logger.warning("dashboard: exchange unreachable: %s", e)
-        exchange_error = str(e) or type(e).__name__
+    on_exchange = dict(view.positions)
+    stops = {o.symbol for o in view.orders if o.order_type in STOP_TYPES}
+    take_profits = {o.symbol for o in view.orders if o.order_type in TAKE_PROFIT_TYPES}
+    known = view.taken_at is not None
     rows = []
     for position in positions:
-        live = on_exchange.pop(position.symbol.name, None)
+        name = position.symbol.name
+        live = on_exchange.pop(name, None)
         note = ""
-        if not exchange_error and live is None:
-            note = "not on the exchange"
+        if known and live is None:
+            note = "not on the exchange at the last read"
         elif live is not None and (
             live.side != position.side or live.quantity != position.quantity
         ):
-            note = f"exchange holds {live.side} {_plain(live.quantity)}"
+            note = f"exchange holds {live.side} {quantity_text(live.quantity, position.symbol)}"
         rows.append(
             PositionRow(
-                symbol=position.symbol.name,
+                symbol=name,
                 side=position.side,
                 status=position.status,
                 quantity=position.quantity,
@@ -204,8 +211,12 @@ def open_positions_with_marks(*, gateway: ExchangeGateway | None = None) -> Open
                 opened_at=position.opened_at,
                 position_id=position.id,
                 note=note,
+                filters=position.symbol,
+                stop_on_exchange=name in stops,
+                take_profit_on_exchange=name in take_profits,
             )
         )
+    symbols = Symbol.objects.in_bulk(list(on_exchange), field_name="name") if on_exchange else {}
     for live in sorted(on_exchange.values(), key=lambda p: p.symbol):
         rows.append(
             PositionRow(
@@ -222,13 +233,25 @@ def open_positions_with_marks(*, gateway: ExchangeGateway | None = None) -> Open
                 opened_at=None,
                 position_id=None,
                 note="on the exchange, no record here",
+                filters=symbols.get(live.symbol),
+                stop_on_exchange=live.symbol in stops,
+                take_profit_on_exchange=live.symbol in take_profits,
             )
         )
-    return OpenPositions(rows=rows, exchange_error=exchange_error)
+    age = view.age_seconds(now=now)
+    return OpenPositions(
+        rows=rows,
+        taken_at=view.taken_at,
+        age_seconds=age,
+        stale=age is None or age > _guard_stale_seconds(),
+    )
 
 
-def _plain(value: Decimal) -> str:
-    return f"{value.normalize():f}"
+def _guard_stale_seconds() -> int:
+    from monitoring.models import MonitoringSettings
+
+    rules = MonitoringSettings.objects.filter(id=1).first() or MonitoringSettings()
+    return rules.heartbeat_stale_seconds
 
 
 def recent_closes(*, limit: int = 20) -> list[Position]:

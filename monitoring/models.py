@@ -311,3 +311,25 @@ class StreamState(models.Model):
     def __str__(self) -> str:
         state = "connected" if self.connected else "down"
         return f"stream {state} since {self.since:%H:%M:%S}"
+
+
+class ExchangeView(models.Model):
+    """What the exchange held at the guard's last pass: the one row pages read instead of the
+    exchange (a page view must never spend the bot's request budget)."""
+
+    taken_at = models.DateTimeField(help_text="When the guard read the exchange.")
+    positions = models.JSONField(
+        default=list,
+        help_text="Non-zero positions: symbol, side, quantity, entry, mark, unrealized PnL, "
+        "leverage (decimals as strings).",
+    )
+    orders = models.JSONField(
+        default=list,
+        help_text="Open orders, regular and conditional: symbol, type, side, stop price.",
+    )
+
+    class Meta:
+        verbose_name = "exchange view (guard's last read)"
+
+    def __str__(self) -> str:
+        return f"exchange at {self.taken_at:%H:%M:%S}: {len(self.positions)} position(s)"

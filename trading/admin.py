@@ -5,6 +5,7 @@ from django.contrib import admin
 
 from dashboard.admin_actions import EmergencyCloseActionMixin
 from risk.admin import RuleHistoryAdmin
+from trading.admin_columns import OrderColumns, PositionColumns, SymbolColumns
 from trading.models import (
     ExchangeRequest,
     Fill,
@@ -20,14 +21,14 @@ from trading.switch import trading_switch_set
 
 
 @admin.register(Symbol)
-class SymbolAdmin(RuleHistoryAdmin):
+class SymbolAdmin(SymbolColumns, RuleHistoryAdmin):
     list_display = (
         "name",
         "enabled",
-        "tick_size",
-        "step_size",
-        "min_qty",
-        "min_notional",
+        "tick_text",
+        "step_text",
+        "min_qty_text",
+        "min_notional_text",
         "max_leverage",
         "risk_profile",
         "filters_synced_at",
@@ -160,43 +161,51 @@ class IncomeInline(admin.TabularInline):
 
 
 @admin.register(Position)
-class PositionAdmin(EmergencyCloseActionMixin, ReadOnlyAdmin):
+class PositionAdmin(PositionColumns, EmergencyCloseActionMixin, ReadOnlyAdmin):
     inlines = (FillInline, IncomeInline)
     list_display = (
-        "symbol",
-        "side",
+        "symbol_link",
+        "side_coloured",
         "status",
-        "quantity",
-        "entry_price",
-        "leverage",
-        "take_profit_price",
-        "stop_loss_price",
-        "opened_at",
-        "close_reason",
-        "exit_price",
-        "realized_pnl",
-        "fees",
+        "quantity_text",
+        "entry_text",
+        "stop_text",
+        "take_profit_text",
+        "exit_text",
+        "pnl_text",
+        "fees_text",
+        "reason_text",
+        "age_text",
         "awaiting_fills",
-        "skip_reason",
     )
-    list_filter = ("status", "side", "close_reason", "symbol", "awaiting_fills")
+    list_filter = (
+        "status",
+        "side",
+        "close_reason",
+        "symbol",
+        "awaiting_fills",
+        "opened_at",
+        "closed_at",
+    )
+    list_display_links = ("status",)  # the symbol links to the position's page
+    list_select_related = ("symbol",)
     date_hierarchy = "opened_at"
-    search_fields = ("symbol__name", "opened_reason", "skip_reason")
+    search_fields = ("symbol__name", "opened_reason", "skip_reason", "close_reason")
 
 
 @admin.register(Order)
-class OrderAdmin(ReadOnlyAdmin):
+class OrderAdmin(OrderColumns, ReadOnlyAdmin):
     list_display = (
         "created_at",
         "symbol",
         "purpose",
-        "side",
+        "side_coloured",
         "order_type",
-        "quantity",
-        "stop_price",
+        "quantity_text",
+        "stop_text",
         "status",
-        "filled_quantity",
-        "average_price",
+        "filled_text",
+        "average_text",
         "client_order_id",
         "exchange_order_id",
         "error_code",

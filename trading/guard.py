@@ -49,6 +49,7 @@ from django.db import connection, transaction
 from django.db.models import Prefetch
 from django.utils import timezone
 
+from monitoring.exchange_view import exchange_view_store
 from monitoring.models import Lease, MonitoringSettings, ProtectionState
 from monitoring.selectors import monitoring_settings
 from monitoring.services import (
@@ -285,6 +286,9 @@ def _guard_run(*, gateway: ExchangeGateway, rules: MonitoringSettings, report: G
     _orphan_orders_cancel(ctx, recorded)
     _post_trade_checks(ctx)
     order_path.fills.positions_books_complete(gateway=gateway, actor="guard")
+    exchange_view_store(
+        positions=snapshot.positions.values(), orders=snapshot.orders, taken_at=snapshot.taken_at
+    )
 
 
 def exchange_snapshot(*, gateway: ExchangeGateway) -> ExchangeSnapshot:

@@ -13,6 +13,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from trading.formatting import quantity_text
 from trading.rounding import SymbolFilters
 
 PRICE = {"max_digits": 24, "decimal_places": 10}
@@ -398,7 +399,9 @@ class Position(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.side} {self.quantity} {self.symbol} ({self.status})"
+        return (
+            f"{self.side} {quantity_text(self.quantity, self.symbol)} {self.symbol} ({self.status})"
+        )
 
     @property
     def is_open(self) -> bool:

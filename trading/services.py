@@ -16,6 +16,7 @@ import csv
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -43,6 +44,7 @@ from trading.exchange import (
     ExchangeOrder,
     exchange_gateway,
 )
+from trading.formatting import money_text, price_text, quantity_text
 from trading.locks import (
     DEFAULT_TTL_SECONDS,
     SymbolBusy,
@@ -250,10 +252,10 @@ def _open_locked(
         "[Entry] %s %s qty %s @ %s | TP %s SL %s",
         position.side,
         symbol.name,
-        _fmt_qty(position.quantity),
-        _fmt(position.entry_price),
-        _fmt(position.take_profit_price),
-        _fmt(position.stop_loss_price),
+        quantity_text(position.quantity, symbol),
+        price_text(position.entry_price, symbol),
+        price_text(position.take_profit_price, symbol),
+        price_text(position.stop_loss_price, symbol),
     )
 
     # 7. The post-trade check, with the same sizing arithmetic.
@@ -914,7 +916,8 @@ def _close_partial(
         )
     net = pnl[0] if pnl is not None else None
     logger.info(
-        "[Close] %s partial %s @ %s | PnL %s USDT | %s left",
+        "[Close] %s %s partial %s @ %s | PnL %s USDT | %s left",
+        symbol.name,
         reason,
         _fmt_qty(answer.filled_quantity),
         _fmt(answer.average_price),
@@ -1057,7 +1060,13 @@ def _close_finish(
             + ("" if closed_by_us else " (closed on the exchange)"),
             actor=actor,
         )
-    logger.info("[Close] %s @ %s | PnL %s USDT", reason, _fmt(exit_price), _fmt_money(net))
+    logger.info(
+        "[Close] %s %s @ %s | PnL %s USDT",
+        position.symbol.name,
+        reason,
+        price_text(exit_price, position.symbol),
+        _fmt_money(net),
+    )
     return CloseOutcome(CloseOutcome.CLOSED, reason, pnl=net, position=position)
 
 
@@ -1394,8 +1403,7 @@ def _fmt_qty(value: Decimal) -> str:
 
 
 def _fmt_money(value: Decimal | None) -> str:
-    # "+ 0" turns a negative zero (-0.0004 rounded) into 0.00.
-    return "?" if value is None else f"{value.quantize(Decimal('0.01')) + 0}"
+    return "?" if value is None else money_text(value)
 
 
 # --------------------------------------------------------------------------- symbol filters
@@ -1506,9 +1514,11 @@ def candles_download(
     gateway: ExchangeGateway | None = None,
     now: datetime | None = None,
     page_size: int = KLINE_PAGE,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Path]:
     """Save the last ``days`` of closed candles as Binance kline files, one CSV per UTC day
-    (``BTCUSDT-1m-2026-01-05.csv``, with the header of data.binance.vision's newer files)."""
+    (``BTCUSDT-1m-2026-01-05.csv``, with the header of data.binance.vision's newer files).
+    ``progress(candles so far, candles expected)`` is called after each page."""
     if interval not in INTERVAL_MS:
         raise ValueError(f"interval must be one of {', '.join(INTERVAL_MS)}")
     gateway = gateway or exchange_gateway()
@@ -1527,6 +1537,8 @@ def candles_download(
             break
         rows.extend(page)
         cursor = int(page[-1][0]) + step
+        if progress is not None:
+            progress(len(rows), (end_ms - start_ms) // step)
     by_day: dict[str, list[list]] = {}
     for row in rows:
         day = datetime.fromtimestamp(int(row[0]) / 1000, tz=UTC).date().isoformat()

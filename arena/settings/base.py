@@ -8,6 +8,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
@@ -213,6 +214,13 @@ CELERY_TASK_ROUTES = {
     "dashboard.tasks.*": {"queue": "sentinel"},
 }
 CELERY_WORKER_QUEUES = "default,guard,cycles,sentinel"
+# Declared here, so a worker started without --queues (as Celery's documentation starts one)
+# consumes every queue of the arena instead of only "default".
+# Each queue on its own exchange and routing key, as Celery creates a queue it was only named.
+CELERY_TASK_QUEUES = tuple(
+    Queue(name, Exchange(name, type="direct"), routing_key=name)
+    for name in CELERY_WORKER_QUEUES.split(",")
+)
 
 # --- Exchange -------------------------------------------------------------------------------
 EXCHANGE = env.str("EXCHANGE", default="paper")
@@ -236,6 +244,8 @@ EXCHANGE_WEIGHT_BUDGET_1M = env.int("EXCHANGE_WEIGHT_BUDGET_1M", default=2000)
 TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
 TELEGRAM_CHAT_ID = env.str("TELEGRAM_CHAT_ID", default="")
 TELEGRAM_API_URL = env.str("TELEGRAM_API_URL", default="https://api.telegram.org")
+# Chats whose messages the Telegram console obeys (comma-separated ids); empty: TELEGRAM_CHAT_ID.
+TELEGRAM_CONSOLE_CHAT_IDS = env.list("TELEGRAM_CONSOLE_CHAT_IDS", default=[])
 LLM_API_URL = env.str("LLM_API_URL", default="")
 LLM_API_KEY = env.str("LLM_API_KEY", default="")
 

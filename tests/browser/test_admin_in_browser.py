@@ -10,6 +10,8 @@ from django.core.management import call_command
 
 from dashboard.services import equity_snapshot_record
 from risk.models import RiskProfile, RuleChange
+from tests.guard.conftest import fast_gateway
+from trading.guard import guard_pass
 from trading.models import Position, Symbol, TradingSwitch
 from trading.services import position_open
 
@@ -70,6 +72,7 @@ def test_dashboard_when_equity_recorded_then_chart_and_positions_shown(
     equity_snapshot_record()
     market.set_price("BTCUSDT", "100100")
     equity_snapshot_record()
+    guard_pass(gateway=fast_gateway())  # the dashboard shows the guard's last read
 
     page.goto("/admin/dashboard/")
 

@@ -81,7 +81,9 @@ def test_make_run_when_dry_run_then_every_process_chooses_local_settings() -> No
 
     assert result.returncode == 0, result.stderr
     commands = [
-        line for line in result.stdout.splitlines() if "manage.py" in line or "honcho" in line
+        line
+        for line in result.stdout.splitlines()
+        if "manage.py" in line or "tools.run_local" in line
     ]
     assert len(commands) == 3, result.stdout
     assert all("DJANGO_SETTINGS_MODULE=arena.settings.local" in line for line in commands)

@@ -51,7 +51,7 @@ def test_guard_pass_when_price_moves_through_stop_then_close_recorded_and_tp_can
     assert position.exit_price == Decimal("99700")
     assert position.realized_pnl == exchange_pnl
     assert sum(f.realized_pnl for f in fills) == Decimal("-3.3")
-    assert f"[Close] SL @ 99700.0 | PnL {exchange_pnl:.2f} USDT" in caplog.text
+    assert f"[Close] BTCUSDT SL @ 99700.0 | PnL {exchange_pnl:.2f} USDT" in caplog.text
     assert report.closed and report.closed[0].startswith("BTCUSDT SL @ 99700")
     assert open_algo_orders(market, "BTCUSDT") == []
 

@@ -16,6 +16,8 @@ from dashboard.admin_actions import EmergencyCloseActionMixin
 from dashboard.models import EquitySnapshot
 from dashboard.selectors import equity_chart
 from dashboard.services import equity_snapshot_record, equity_snapshots_prune
+from tests.guard.conftest import fast_gateway
+from trading.guard import guard_pass
 from trading.models import Position, TradingSwitch
 
 
@@ -96,11 +98,9 @@ def test_dashboard_when_not_logged_in_then_redirected_to_login(client: Client, d
     assert "/admin/login/" in response["Location"]
 
 
-def test_dashboard_when_exchange_unreachable_then_database_data_and_notice(
-    operator_client: Client, defaults: None, settings
+def test_dashboard_when_guard_never_read_then_database_data_and_notice(
+    operator_client: Client, defaults: None
 ) -> None:
-    settings.EXCHANGE = "paper"
-    settings.PAPER_EXCHANGE_URL = "http://127.0.0.1:9"  # nothing listens on the discard port
     Position.objects.create(
         symbol_id=1,
         side=Position.Side.LONG,
@@ -119,23 +119,25 @@ def test_dashboard_when_exchange_unreachable_then_database_data_and_notice(
 
     assert response.status_code == 200
     html = response.content.decode()
-    assert 'id="exchange-unreachable"' in html
-    assert "100500" in html and "99700" in html
+    assert "No exchange read yet" in html
+    assert "100500.0" in html and "99700.0" in html  # on BTCUSDT's 0.1 tick
     assert 'id="equity-chart"' in html
 
 
-def test_dashboard_when_position_open_then_mark_and_unrealized_pnl_from_exchange(
+def test_dashboard_when_position_open_then_mark_and_unrealized_pnl_from_guard_read(
     operator_client: Client, market, open_position
 ) -> None:
     open_position("BTCUSDT", "LONG")
     market.set_price("BTCUSDT", "100100")
+    guard_pass(gateway=fast_gateway())
 
     response = operator_client.get(reverse("dashboard"))
 
-    rows = response.context["open_positions"].rows
-    assert response.context["open_positions"].exchange_error == ""
-    assert [(r.symbol, r.mark_price) for r in rows] == [("BTCUSDT", Decimal("100100"))]
-    assert rows[0].unrealized_pnl > 0
+    positions = response.context["open_positions"]
+    assert positions.age_seconds is not None and positions.age_seconds < 60
+    assert [(r.symbol, r.mark_price) for r in positions.rows] == [("BTCUSDT", Decimal("100100"))]
+    assert positions.rows[0].unrealized_pnl > 0
+    assert positions.rows[0].stop_on_exchange and positions.rows[0].take_profit_on_exchange
 
 
 def test_close_everything_when_staff_without_permission_then_forbidden(

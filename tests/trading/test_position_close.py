@@ -84,7 +84,7 @@ def test_close_when_full_manual_then_flat_exits_removed_and_pnl_from_fills(
     assert long_btc.fees == Decimal("1.10055")
     assert long_btc.realized_pnl == Decimal("1.1") - Decimal("1.10055")
     assert (long_btc.status, long_btc.exit_price) == ("CLOSED", Decimal("100100"))
-    assert "[Close] MANUAL @ 100100.0 | PnL 0.00 USDT" in caplog.text
+    assert "[Close] BTCUSDT MANUAL @ 100100.0 | PnL 0.00 USDT" in caplog.text
 
 
 def test_close_when_partial_then_remaining_keeps_its_exits(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 
 from django.conf import settings
@@ -70,7 +71,8 @@ class Command(BaseCommand):
         user_model.objects.create_superuser("admin", "admin@localhost", password)
         self.stdout.write(
             self.style.WARNING(
-                "Development admin created (shown once): http://127.0.0.1:8000/admin/ "
+                "Development admin created (shown once): "
+                f"http://127.0.0.1:{os.environ.get('WEB_PORT', '8000')}/admin/ "
                 f"user admin / password {password}"
             )
         )

@@ -34,6 +34,7 @@ class Command(BaseCommand):
                 days=days,
                 interval=str(options["interval"]),
                 out_dir=Path(str(options["out"])),
+                progress=self._progress,
             )
         except ArenaError as e:
             raise CommandError(f"Download failed: {e}") from e
@@ -41,3 +42,8 @@ class Command(BaseCommand):
             raise CommandError(f"The exchange returned no candles for {symbol}.")
         for path in paths:
             self.stdout.write(f"wrote {path}")
+
+    def _progress(self, done: int, expected: int) -> None:
+        share = min(100, done * 100 // expected) if expected else 100
+        self.stdout.write(f"  {done} / {expected} candles ({share} %)")
+        self.stdout.flush()

@@ -13,6 +13,7 @@ from trading.emergency import (
     emergency_plan,
 )
 from trading.management.commands._operator import shell_actor
+from trading.management.commands._progress import progress_echo
 
 # Exit status when the command ran but something is still open on the exchange.
 EXIT_LEFT_OPEN = 2
@@ -54,11 +55,12 @@ class Command(BaseCommand):
         if not options["yes"] and not self._confirmed(options.get("stdin") or sys.stdin):
             raise CommandError("Aborted: nothing was done.")
 
-        report = emergency_close_all(
-            symbols=list(plan.symbols) if options["symbols"] else None,
-            reason=reason,
-            actor=shell_actor(),
-        )
+        with progress_echo(self.stdout):  # each step as it happens, then the report
+            report = emergency_close_all(
+                symbols=list(plan.symbols) if options["symbols"] else None,
+                reason=reason,
+                actor=shell_actor(),
+            )
         self.stdout.write(
             "Trading halted." if report.halted else "Trading was already halted; left halted."
         )
