@@ -114,12 +114,6 @@ def test_leaderboard_when_two_agents_replayed_then_figures_equal_the_books(
     assert (board[("manual", "BTCUSDT")].trades, board[("llm", "BNBUSDT")].trades) == (3, 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the books (trading.services._position_fills) give a position the fills of the "
-    "previous one in the same symbol when it opens within FILL_CLOCK_MARGIN of that close; "
-    "the fills ledger of issue 12 replaces this. Remove this mark when it passes.",
-)
 def test_leaderboard_when_two_agents_replayed_then_figures_equal_the_exchange_fills(
     two_agents: Any, llm: FakeLlm
 ) -> None:
