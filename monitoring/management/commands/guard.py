@@ -14,8 +14,8 @@ from django.db import close_old_connections
 from monitoring.loop import run_every
 
 # A failed pass is tried again this many times, this long apart, before the next interval.
-RETRIES_AFTER_FAILED_PASS = 2
-RETRY_PAUSE_SECONDS = 1.0
+RETRIES_AFTER_FAILED_PASS = 4
+RETRY_PAUSE_SECONDS = 0.5
 
 
 class Command(BaseCommand):
@@ -49,7 +49,7 @@ class Command(BaseCommand):
                 if not report.error or report.error.startswith(("RateLimited", "GuardPaused")):
                     break
                 # The exchange failed this pass (a burst of 503s on a read, say): a position
-                # may be naked right now, so try again in a second, not a whole interval.
+                # may be naked right now, so try again within a second, not a whole interval.
                 time.sleep(RETRY_PAUSE_SECONDS)
                 close_old_connections()
                 report = guard_pass()
