@@ -105,11 +105,11 @@ class GuardReport:
     weight: int = 0
     duration_ms: int = 0
     reattached: list[str] = field(default_factory=list)
-    gave_up: list[str] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)
     adopted: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    # Exits not placed this pass (retried next pass) and positions whose check failed.
     failed: list[str] = field(default_factory=list)
     error: str = ""
 
@@ -128,7 +128,6 @@ class GuardReport:
         ]
         for label, items in (
             ("re-attached", self.reattached),
-            ("gave up", self.gave_up),
             ("closed", self.closed),
             ("adopted", self.adopted),
             ("unknown", self.unknown),

@@ -14,8 +14,8 @@ from django.db import close_old_connections
 from monitoring.loop import run_every
 
 # A failed pass is tried again this many times, this long apart, before the next interval.
-RETRIES_AFTER_FAILED_PASS = 2
-RETRY_PAUSE_SECONDS = 1.0
+RETRIES_AFTER_FAILED_PASS = 4
+RETRY_PAUSE_SECONDS = 0.5
 
 
 class Command(BaseCommand):
@@ -40,17 +40,27 @@ class Command(BaseCommand):
         self, *args: object, once: bool, interval: float, quiet: bool, **options: object
     ) -> None:
         def one_pass() -> str:
-            from trading.guard import guard_pass
+            from django.utils import timezone
+
+            from monitoring.services import lease_paused_until
+            from trading.guard import LEASE_NAME, guard_pass
 
             # A long-lived process: a connection the database dropped is replaced, not reused.
             close_old_connections()
             report = guard_pass()
             for _ in range(RETRIES_AFTER_FAILED_PASS):
-                if not report.error or report.error.startswith(("RateLimited", "GuardPaused")):
+                if not report.error:
                     break
-                # The exchange failed this pass (a burst of 503s on a read, say): a position
-                # may be naked right now, so try again in a second, not a whole interval.
-                time.sleep(RETRY_PAUSE_SECONDS)
+                # The exchange failed this pass (a burst of 503s on a read, a 429): a position
+                # may be naked right now, so try again as soon as allowed, not a whole interval
+                # later; after a 429 or a ban, only once the wait it asked for is over.
+                pause = RETRY_PAUSE_SECONDS
+                paused_until = lease_paused_until(name=LEASE_NAME)
+                if paused_until is not None:
+                    pause = (paused_until - timezone.now()).total_seconds() + RETRY_PAUSE_SECONDS
+                if pause > interval:
+                    break
+                time.sleep(pause)
                 close_old_connections()
                 report = guard_pass()
             if quiet and not (report.actions or report.failed or report.error):
