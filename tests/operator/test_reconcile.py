@@ -65,6 +65,9 @@ def orphan_order(transactional_db: None, market) -> Order:
         client_order_id="arena-orphan-sl",
         status=Order.Status.OPEN,
     )
+    # A stop left behind after its position went flat: Binance refuses to place one with no
+    # position (-4509), so the exchange plays its other observed side, which keeps such leftovers.
+    market.set_options(close_without_position="accept")
     exchange_gateway().create_exit_order(
         symbol="BNBUSDT",
         side="SELL",

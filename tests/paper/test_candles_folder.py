@@ -76,10 +76,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def mark_price(url: str, symbol: str) -> Decimal | None:
+def last_price(url: str, symbol: str) -> Decimal | None:
+    """The last trade price: the replayed close itself (the mark is smoothed away from it)."""
     try:
-        with urllib.request.urlopen(f"{url}/fapi/v1/premiumIndex?symbol={symbol}", timeout=2) as r:
-            return Decimal(json.loads(r.read())["markPrice"])
+        with urllib.request.urlopen(f"{url}/fapi/v1/ticker/price?symbol={symbol}", timeout=2) as r:
+            return Decimal(json.loads(r.read())["price"])
     except OSError:
         return None
 
@@ -90,7 +91,7 @@ def run_paper_exchange():
 
     def run(*args: str) -> subprocess.Popen:
         process = subprocess.Popen(
-            [sys.executable, "manage.py", "paper_exchange", *args],
+            [sys.executable, "manage.py", "paper_exchange", "--stream-port", "0", *args],
             cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE,
@@ -123,7 +124,7 @@ def test_paper_exchange_when_candles_folder_given_then_replays_every_day_to_the_
     deadline = time.monotonic() + 60
     seen: dict[str, Decimal | None] = {}
     while time.monotonic() < deadline:
-        seen = {s: mark_price(url, s) for s in last}
+        seen = {s: last_price(url, s) for s in last}
         if seen == last:
             break
         time.sleep(0.2)
@@ -158,7 +159,7 @@ def test_paper_exchange_when_candles_folder_given_then_replay_starts_on_the_firs
     deadline = time.monotonic() + 60
     seen: dict[str, Decimal | None] = {}
     while time.monotonic() < deadline and seen != first_day:
-        seen = {s: mark_price(url, s) for s in first_day}
+        seen = {s: last_price(url, s) for s in first_day}
         time.sleep(0.2)
     assert seen == first_day
     process.terminate()

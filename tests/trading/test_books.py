@@ -192,9 +192,24 @@ def test_fill_record_when_fee_paid_in_bnb_then_kept_in_bnb_and_converted_explici
     )
 
 
+@pytest.mark.parametrize(
+    ("exit_on_flat", "stop_status", "cancels"),
+    [
+        # Binance's algo-order documentation: the system expires the other exit; nothing to send.
+        ("expire", Order.Status.EXPIRED, 0),
+        # Observed with the older API: the other exit stays open and must be cancelled, once.
+        ("keep", Order.Status.CANCELED, 1),
+    ],
+)
 def test_close_when_take_profit_fired_then_stop_not_cancelled_again_and_status_as_exchange_says(
-    market: object, btc: Symbol, gateway: ExchangeGateway
+    market: object,
+    btc: Symbol,
+    gateway: ExchangeGateway,
+    exit_on_flat: str,
+    stop_status: str,
+    cancels: int,
 ) -> None:
+    market.set_options(exit_on_flat=exit_on_flat)
     a = position_open(symbol=btc, side="LONG", reason="A", gateway=gateway).position
     market.set_price("BTCUSDT", "100600")  # through the target at 100500
 
@@ -202,7 +217,8 @@ def test_close_when_take_profit_fired_then_stop_not_cancelled_again_and_status_a
 
     assert outcome.status == CloseOutcome.CLOSED
     statuses = dict(a.orders.filter(is_conditional=True).values_list("purpose", "status"))
-    assert statuses == {"TP": Order.Status.FILLED, "SL": Order.Status.CANCELED}
+    assert statuses == {"TP": Order.Status.FILLED, "SL": stop_status}
     assert "-2011" not in market.stats()["rejections"]
-    assert market.stats()["requests"].get("DELETE /fapi/v1/algoOrder", 0) == 0
+    assert market.stats()["requests"].get("DELETE /fapi/v1/algoOrder", 0) == cancels
+    assert gateway.fetch_open_conditional_orders(symbol="BTCUSDT") == []
     assert_books_match_exchange(gateway, a)
