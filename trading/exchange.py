@@ -848,6 +848,8 @@ DUPLICATE_CLIENT_ORDER_ID = -4116
 CLOSE_POSITION_EXIT_EXISTS = -4130
 # A closePosition exit with no position and no open order to attach it to.
 NOTHING_TO_CLOSE = -4509
+# "Order would immediately trigger": the price is already through the stop.
+WOULD_TRIGGER = -2021
 # Open reduce-only orders would exceed the position.
 REDUCE_ONLY_EXCEEDS_POSITION = -4118
 NO_NEED_TO_CHANGE_MARGIN_TYPE = -4046

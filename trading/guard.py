@@ -65,7 +65,13 @@ from risk.services import post_trade_check
 from risk.sizing import position_excess
 from trading import services as order_path
 from trading.errors import ArenaError, OrderRejected, RateLimited, TemporaryError
-from trading.exchange import ExchangeGateway, ExchangeOrder, ExchangePosition, exchange_gateway
+from trading.exchange import (
+    WOULD_TRIGGER,
+    ExchangeGateway,
+    ExchangeOrder,
+    ExchangePosition,
+    exchange_gateway,
+)
 from trading.locks import SymbolBusy, symbol_lock
 from trading.models import Order, Position, Symbol, SymbolLock, TradeEvent
 from trading.retry import RetryPolicy
@@ -85,8 +91,6 @@ TP = ProtectionState.Kind.TAKE_PROFIT
 UNKNOWN = ProtectionState.Kind.UNKNOWN_POSITION
 KIND_NAMES = {SL: "stop-loss", TP: "take-profit"}
 STOP_TYPES = {SL: ("STOP_MARKET", "STOP"), TP: ("TAKE_PROFIT_MARKET", "TAKE_PROFIT")}
-# Binance: "Order would immediately trigger" - the price is already through the stop.
-WOULD_TRIGGER = -2021
 # Exchange statuses of an order that still protects (or is firing right now).
 WORKING = ("NEW", "PARTIALLY_FILLED", "TRIGGERING")
 

@@ -40,6 +40,7 @@ from trading import fills
 from trading.errors import ArenaError, OperatorActionRequired, OrderRejected
 from trading.exchange import (
     CLOSE_POSITION_EXIT_EXISTS,
+    WOULD_TRIGGER,
     ExchangeGateway,
     ExchangeOrder,
     exchange_gateway,
@@ -593,7 +594,16 @@ def _protect(*, position: Position, gateway: ExchangeGateway, profile, actor: st
         message = f"take-profit of {position} not placed: {tp_result}; the guard re-attaches it"
         _alert(key=f"order_path.tp_missing.{symbol.name}", message=message, symbol=symbol)
     if isinstance(sl_result, BaseException):
-        _no_stop(position=position, gateway=gateway, why=str(sl_result), actor=actor)
+        # A stop refused because the price is already through it is a stop-loss exit, executed
+        # at market: recorded as SL, as the guard records a crossed stop.
+        crossed = isinstance(sl_result, OrderRejected) and sl_result.code == WOULD_TRIGGER
+        _no_stop(
+            position=position,
+            gateway=gateway,
+            why=str(sl_result),
+            actor=actor,
+            reason=Position.CloseReason.STOP_LOSS if crossed else Position.CloseReason.EMERGENCY,
+        )
 
 
 class ExitInFlight(Exception):
@@ -718,15 +728,23 @@ def _exit_send_in_thread(
         connection.close()
 
 
-def _no_stop(*, position: Position, gateway: ExchangeGateway, why: str, actor: str) -> None:
-    """A position without a stop is never left open: close it now and raise an alert."""
+def _no_stop(
+    *,
+    position: Position,
+    gateway: ExchangeGateway,
+    why: str,
+    actor: str,
+    reason: str = Position.CloseReason.EMERGENCY,
+) -> None:
+    """A position without a stop is never left open: close it now (recorded as ``reason``)
+    and raise an alert."""
     symbol = position.symbol
     message = f"stop-loss of {position} could not be placed ({why}): closing it at market"
     logger.error("[NoStop] %s", message)
     _alert(key=f"order_path.no_stop.{symbol.name}", message=message, symbol=symbol)
     outcome = position_close(
         position=position,
-        reason=Position.CloseReason.EMERGENCY,
+        reason=reason,
         forced_event=True,
         gateway=gateway,
         actor=actor,

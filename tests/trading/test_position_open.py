@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -187,7 +189,7 @@ def test_open_when_entry_answer_times_out_after_acceptance_then_exactly_one_posi
     assert len(exchange_exits(market, "BTCUSDT")) == 2
 
 
-def test_open_when_stop_loss_cannot_be_placed_then_position_closed_at_once(
+def test_open_when_stop_loss_would_trigger_then_position_closed_at_once_as_sl(
     market: object, btc: Symbol, gateway: ExchangeGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Both conditional orders are refused; the position must not stay open without its stop.
@@ -206,8 +208,40 @@ def test_open_when_stop_loss_cannot_be_placed_then_position_closed_at_once(
     assert outcome.status == OpenOutcome.FAILED
     assert exchange_quantity(market, "BTCUSDT") == 0
     position = Position.objects.get()
-    assert (position.status, position.close_reason) == ("CLOSED", "EMERGENCY")
+    assert (position.status, position.close_reason) == ("CLOSED", "SL")
     assert any(r.levelname == "ERROR" and "[NoStop]" in r.message for r in caplog.records)
+
+
+def test_open_when_price_crosses_stop_before_it_is_placed_then_closed_as_sl_from_its_fills(
+    market: object, btc: Symbol, gateway: ExchangeGateway
+) -> None:
+    # The exits reach the exchange slowly; meanwhile the price falls through the stop (99700),
+    # so the exchange itself refuses the stop with -2021 and the order path sells at market.
+    market.faults(kind="latency", method="POST", path="/fapi/v1/algoOrder", seconds=3, count=2)
+
+    def crash_once_exits_arrive() -> None:
+        deadline = time.monotonic() + 20
+        while market.stats()["requests"].get("POST /fapi/v1/algoOrder", 0) < 2:
+            assert time.monotonic() < deadline, "the exits never reached the exchange"
+            time.sleep(0.02)
+        market.set_price("BTCUSDT", "99600")
+
+    crash = threading.Thread(target=crash_once_exits_arrive)
+    crash.start()
+    outcome = position_open(symbol=btc, side="LONG", reason="test", gateway=gateway)
+    crash.join()
+
+    assert outcome.status == OpenOutcome.FAILED
+    assert market.stats()["rejections"].get("-2021") == 1
+    assert exchange_quantity(market, "BTCUSDT") == 0
+    assert exchange_exits(market, "BTCUSDT") == {}
+    position = Position.objects.get()
+    assert (position.status, position.close_reason) == ("CLOSED", "SL")
+    # From the position's own fills: bought 0.011 @ 100000, sold @ 99600 (gross -4.40);
+    # taker fees 0.05 % of 1100 and of 1095.6.
+    assert position.exit_price == Decimal("99600")
+    assert position.fees == Decimal("0.55") + Decimal("0.5478")
+    assert position.realized_pnl == Decimal("-4.4") - Decimal("1.0978")
 
 
 def test_resolve_when_entry_answer_lost_past_retry_budget_then_fill_found_and_protected(
