@@ -181,7 +181,13 @@ class Symbol(models.Model):
                 errors["name"] = (
                     f"Expected {self.base_asset}{self.quote_asset} from base and quote."
                 )
-        if self.max_leverage and self.risk_profile_id and "max_leverage" not in errors:
+        if (
+            self.max_leverage
+            and self.enabled
+            and self.risk_profile_id
+            and "max_leverage" not in errors
+        ):
+            # Only an enabled symbol trades: a disabled one may wait for its profile to fit.
             if self.risk_profile.leverage > self.max_leverage:
                 errors["risk_profile"] = (
                     f"Profile {self.risk_profile.name} uses {self.risk_profile.leverage}x, "

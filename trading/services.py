@@ -1448,6 +1448,7 @@ class SymbolSync:
     changes: tuple[tuple[str, str, str], ...] = ()  # (field, old, new)
     error: str = ""  # the exchange's filters fail our validation: nothing saved
     missing: bool = False  # known here, not listed (or not trading) on the exchange
+    conflict: str = ""  # saved, but a rule now conflicts with it: the symbol was disabled
 
     def __str__(self) -> str:
         if self.missing:
@@ -1456,7 +1457,8 @@ class SymbolSync:
             return f"{self.symbol}: NOT UPDATED: {self.error}"
         if not self.changes:
             return f"{self.symbol}: unchanged"
-        return f"{self.symbol}: " + ", ".join(f"{f}: {o} → {n}" for f, o, n in self.changes)
+        text = f"{self.symbol}: " + ", ".join(f"{f}: {o} → {n}" for f, o, n in self.changes)
+        return f"{text} (DISABLED: {self.conflict})" if self.conflict else text
 
 
 def symbol_sync_filters(
@@ -1488,14 +1490,45 @@ def symbol_sync_filters(
                 changes.append((name, _plain_text(old), _plain_text(new)))
                 setattr(symbol, name, new)
         symbol.filters_synced_at = now
+        # The exchange's filters are stored whatever our rules say (stale ticks and steps get
+        # orders rejected); a leverage the exchange no longer allows disables the symbol instead.
+        conflict = _sync_leverage_conflict(symbol=symbol)
+        if conflict:
+            changes.append(("enabled", "True", "False"))
+            symbol.enabled = False
         try:
             rule_save(instance=symbol, actor=actor)
         except ValidationError as e:
             symbol.refresh_from_db()
             results.append(SymbolSync(symbol.name, error="; ".join(e.messages)))
             continue
-        results.append(SymbolSync(symbol.name, tuple(changes)))
+        if conflict:
+            _alert(
+                key=f"sync.leverage_conflict.{symbol.name}",
+                message=f"{symbol.name} DISABLED by {actor}: {conflict}",
+                symbol=symbol,
+            )
+        results.append(SymbolSync(symbol.name, tuple(changes), conflict=conflict))
     return results
+
+
+def _sync_leverage_conflict(*, symbol: Symbol) -> str:
+    """Why ``symbol`` (its new filters set, not saved) cannot stay enabled; empty when it can."""
+    if not symbol.enabled:
+        return ""
+    try:
+        profile = risk_profile_for_symbol(symbol=symbol)
+    except NoActiveRiskProfile:
+        return ""
+    if profile.leverage <= symbol.max_leverage:
+        return ""
+    owner = "its own profile" if symbol.risk_profile_id else "the active profile"
+    return (
+        f"the exchange's maximum leverage is now {symbol.max_leverage}x, below the "
+        f"{profile.leverage}x of {owner} {profile.name}: lower that profile's leverage to "
+        f"{symbol.max_leverage}x or less (or give {symbol.name} a profile of its own that fits), "
+        "then enable the symbol again"
+    )
 
 
 def _plain_text(value: object) -> str:

@@ -1,7 +1,8 @@
 """Read every known symbol's filters from the exchange and save what changed.
 
 ``manage.py sync_symbols`` prints, per symbol, each changed field as ``field: old → new`` (or
-"unchanged"); the changes are in the rule history with the actor "sync_symbols".
+"unchanged"); the changes are in the rule history with the actor "sync_symbols". A symbol whose
+new leverage bracket is below its profile's leverage is saved disabled, with an alert.
 """
 
 from __future__ import annotations
@@ -25,5 +26,8 @@ class Command(BaseCommand):
         changed = sum(1 for r in results if r.changes)
         failed = [r.symbol for r in results if r.error]
         self.stdout.write(f"{changed} of {len(results)} symbols changed.")
+        for result in results:
+            if result.conflict:
+                self.stderr.write(f"{result.symbol} DISABLED: {result.conflict}")
         if failed:
             raise CommandError(f"Not updated (see above): {', '.join(failed)}")
