@@ -4,6 +4,7 @@ Binance's shapes on both paths, and the faults (drop, delay, loss, expiry, lifet
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import time
 from collections.abc import Iterator
@@ -18,6 +19,13 @@ from paper.testing import PaperControl, PaperExchangeServer
 from trading.exchange_client import create_ccxt_client, create_ccxt_stream_client
 
 BTC = "BTC/USDT:USDT"
+
+
+def _run_in_own_loop(coroutine):
+    """Run ``coroutine`` to its end on a fresh event loop in a thread of its own: the session's
+    browser tests keep an event loop running in the main thread, where asyncio.run refuses."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 @pytest.fixture
@@ -110,7 +118,7 @@ def test_stream_when_key_unknown_then_connection_refused(exchange, paper_server)
             except aiohttp.WSServerHandshakeError as e:
                 return e.status
 
-    assert asyncio.run(connect()) == 400
+    assert _run_in_own_loop(connect()) == 400
 
 
 def test_stream_when_stop_fires_then_algo_order_trade_and_account_events_in_binance_shapes(
@@ -135,7 +143,7 @@ def test_stream_when_stop_fires_then_algo_order_trade_and_account_events_in_bina
     )
 
     # Act
-    stream = asyncio.run(
+    stream = _run_in_own_loop(
         _collect(
             _ws_url(paper_server, key),
             lambda: control.set_price("BTCUSDT", "98900"),
@@ -186,7 +194,7 @@ def test_stream_when_algo_order_placed_and_cancelled_then_new_and_canceled_algo_
         client.fapiPrivatePostAlgoOrder(params)
         client.fapiPrivateDeleteAlgoOrder({"symbol": "BTCUSDT", "clientAlgoId": "tp-1"})
 
-    stream = asyncio.run(
+    stream = _run_in_own_loop(
         _collect(_ws_url(paper_server, key), act, lambda s: len(s.of("ALGO_UPDATE")) == 2)
     )
 
@@ -209,7 +217,7 @@ def test_stream_when_deposit_and_funding_then_account_updates_with_their_reasons
         control.set_funding_rate("BTCUSDT", "0.001")
         control.advance(8 * 3600)
 
-    stream = asyncio.run(
+    stream = _run_in_own_loop(
         _collect(
             _ws_url(paper_server, key),
             act,
@@ -229,7 +237,7 @@ def test_stream_when_cross_margin_nearly_spent_then_margin_call(exchange, paper_
     client.fapiPrivatePostLeverage({"symbol": "BTCUSDT", "leverage": 100})
     client.create_order(BTC, "market", "buy", 0.05)
 
-    stream = asyncio.run(
+    stream = _run_in_own_loop(
         _collect(
             _ws_url(paper_server, key),
             lambda: control.set_price("BTCUSDT", "99300"),
@@ -254,7 +262,7 @@ def test_stream_when_events_delayed_then_they_arrive_after_the_delay_in_order(
         sent.append(time.monotonic())
         client.create_order(BTC, "market", "buy", 0.01)
 
-    stream = asyncio.run(
+    stream = _run_in_own_loop(
         _collect(_ws_url(paper_server, key), act, lambda s: len(s.of("ORDER_TRADE_UPDATE")) == 2)
     )
 
@@ -272,7 +280,7 @@ def test_stream_when_events_lost_then_those_never_arrive_and_later_ones_do(excha
         client.create_order(BTC, "market", "buy", 0.01)
         client.create_order(BTC, "market", "sell", 0.01)
 
-    stream = asyncio.run(
+    stream = _run_in_own_loop(
         _collect(_ws_url(paper_server, key), act, lambda s: len(s.of("ORDER_TRADE_UPDATE")) == 2)
     )
 
@@ -287,7 +295,7 @@ def test_stream_when_key_expires_then_listen_key_expired_event_and_connection_cl
     control, client = exchange
     key = _listen_key(client)
 
-    stream = asyncio.run(
+    stream = _run_in_own_loop(
         _collect(
             _ws_url(paper_server, key), lambda: control.stream(action="expire"), lambda s: s.closed
         )
@@ -303,14 +311,14 @@ def test_stream_when_connection_dropped_or_past_lifetime_then_closed(exchange, p
     control, client = exchange
     key = _listen_key(client)
 
-    dropped = asyncio.run(
+    dropped = _run_in_own_loop(
         _collect(
             _ws_url(paper_server, key), lambda: control.stream(action="drop"), lambda s: s.closed
         )
     )
     control.stream(max_connection_seconds=0.3)
     started = time.monotonic()
-    aged = asyncio.run(_collect(_ws_url(paper_server, key), lambda: None, lambda s: s.closed))
+    aged = _run_in_own_loop(_collect(_ws_url(paper_server, key), lambda: None, lambda s: s.closed))
 
     assert dropped.closed and aged.closed
     assert time.monotonic() - started >= 0.3
@@ -339,7 +347,7 @@ def test_ccxt_stream_client_when_order_fills_then_parsed_trade_and_order_on_priv
         finally:
             await pro.close()
 
-    trades, orders = asyncio.run(run())
+    trades, orders = _run_in_own_loop(run())
 
     assert trades[0]["symbol"] == BTC and trades[0]["amount"] == 0.01
     assert trades[0]["fee"]["currency"] == "USDT" and trades[0]["fee"]["cost"] == 0.5
