@@ -15,6 +15,14 @@ PAPER_STREAM_URL ?= ws://127.0.0.1:$(PAPER_STREAM_PORT)/ws
 export PAPER_SPEED WEB_PORT PAPER_PORT PAPER_STREAM_PORT PAPER_STATE PAPER_EXCHANGE_URL \
 	PAPER_STREAM_URL
 
+# `make test` runs the order path, guard and emergency close again with the paper exchange playing
+# the other side wherever Binance's documentation and its observed behaviour differ
+# (see paper/options.py).
+PAPER_OTHER_SIDE := exit_on_flat=expire,oversize_reduce_only=shrink,close_without_position=accept
+BOTH_SIDES_TESTS := tests/trading/test_position_open.py tests/trading/test_position_close.py \
+	tests/guard/test_pass.py tests/guard/test_reattach.py tests/guard/test_closing.py \
+	tests/operator/test_emergency_close.py
+
 # Every process defaults to the production settings; development is chosen here, explicitly.
 LOCAL := DJANGO_SETTINGS_MODULE=arena.settings.local
 # Lock files: every package, transitive ones included, pinned with its hashes (`make lock`).
@@ -49,6 +57,7 @@ test: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	DJANGO_SETTINGS_MODULE=arena.settings.test $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest
+	PAPER_OPTIONS=$(PAPER_OTHER_SIDE) $(BIN)/pytest $(BOTH_SIDES_TESTS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
