@@ -70,6 +70,25 @@ def lease_release(*, name: str, owner: str, error: str = "") -> str | None:
     return "new" if error else "cleared"
 
 
+def lease_hold(*, name: str, owner: str, seconds: float) -> None:
+    """Say that ``owner`` is alive and doing ``name``'s work for the next ``seconds`` (renewed by
+    a long-running process on every loop; ``lease_let_go`` when it stops)."""
+    Lease.objects.update_or_create(
+        name=name,
+        defaults={"owner": owner, "expires_at": timezone.now() + timedelta(seconds=seconds)},
+    )
+
+
+def lease_let_go(*, name: str, owner: str) -> None:
+    """End ``owner``'s hold on ``name`` at once (a clean stop)."""
+    Lease.objects.filter(name=name, owner=owner).update(owner="", expires_at=None)
+
+
+def lease_held(*, name: str) -> bool:
+    """Whether someone holds ``name`` right now."""
+    return Lease.objects.filter(name=name, expires_at__gt=timezone.now()).exclude(owner="").exists()
+
+
 def lease_pause(*, name: str, until: datetime) -> None:
     """Keep every pass of ``name`` away from the exchange until ``until``."""
     Lease.objects.filter(name=name).update(paused_until=until)

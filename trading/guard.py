@@ -50,12 +50,13 @@ from django.db.models import Prefetch
 from django.utils import timezone
 
 from monitoring.exchange_view import exchange_view_store
-from monitoring.models import Lease, MonitoringSettings, ProtectionState
+from monitoring.models import Heartbeat, Lease, MonitoringSettings, ProtectionState
 from monitoring.selectors import monitoring_settings
 from monitoring.services import (
     alert_raise,
     heartbeat_record,
     lease_claim,
+    lease_held,
     lease_pause,
     lease_paused_until,
     lease_release,
@@ -72,7 +73,7 @@ from trading.exchange import (
     ExchangePosition,
     exchange_gateway,
 )
-from trading.locks import SymbolBusy, symbol_lock
+from trading.locks import SymbolBusy, symbol_lock, symbol_lock_held_by_live_process
 from trading.models import Order, Position, Symbol, SymbolLock, TradeEvent
 from trading.retry import RetryPolicy
 from trading.rounding import ExitTooClose, exit_prices, round_price_down, round_price_up
@@ -80,6 +81,13 @@ from trading.rounding import ExitTooClose, exit_prices, round_price_down, round_
 logger = logging.getLogger(__name__)
 
 LEASE_NAME = "guard"
+# Held by a running guard process (``manage.py guard``), renewed every loop: while it is held,
+# Beat's guard task, the fallback for deployments without that process, runs no pass of its own
+# (two guards would spend the minute's request weight twice).
+PROCESS_LEASE_NAME = "guard-process"
+# A failing guard is alerted once its passes have failed this long without one success: the
+# guard process starting a moment before the exchange answers is not an incident.
+FAILING_ALERT_AFTER = timedelta(seconds=15)
 # The guard holds a symbol only for one re-attach: a few requests, retries included.
 LOCK_SECONDS = 60.0
 # An exit that cannot be placed in this many passes in a row: the position is closed instead.
@@ -238,6 +246,7 @@ def guard_pass(*, gateway: ExchangeGateway | None = None) -> GuardReport:
         # Once per new error, not every 5 s; a traceback only where it is not the exchange's.
         traceback = None if isinstance(failure, ArenaError) or failure is None else failure
         logger.error("[Guard] pass failed: %s", report.error, exc_info=traceback)
+    if report.error and _failing_since(started_at) <= started_at - FAILING_ALERT_AFTER:
         alert_raise(
             key="guard.failing",
             severity="critical",
@@ -247,6 +256,23 @@ def guard_pass(*, gateway: ExchangeGateway | None = None) -> GuardReport:
     elif transition == "cleared":
         logger.info("[Guard] passes complete again")
     return report
+
+
+def guard_process_running() -> bool:
+    """Whether a guard process is alive and passing (see ``PROCESS_LEASE_NAME``)."""
+    return lease_held(name=PROCESS_LEASE_NAME)
+
+
+def _failing_since(now: datetime) -> datetime:
+    """When the current run of failed passes began: the first failed pass after the last one
+    that succeeded (``now`` when this failure is the first)."""
+    passes = Heartbeat.objects.filter(process=Heartbeat.Process.GUARD)
+    last_ok = passes.filter(ok=True).values_list("finished_at", flat=True).first()
+    failed = passes.filter(ok=False)
+    if last_ok is not None:
+        failed = failed.filter(finished_at__gt=last_ok)
+    first_failed = failed.order_by("finished_at").values_list("started_at", flat=True).first()
+    return min(first_failed, now) if first_failed is not None else now
 
 
 def _lease_free_if_holder_dead() -> None:
@@ -475,6 +501,15 @@ def _transition(position: Position, *, old: str, new: str, message: str) -> bool
     return bool(moved)
 
 
+def _entry_protection_in_flight(position: Position, kind: str) -> bool:
+    """Whether the cycle that opened ``position`` is still placing this exit: it holds the
+    symbol's lease, is alive, and no exit of this kind was ever acknowledged by the exchange."""
+    acknowledged = any(
+        o.purpose == kind and o.exchange_order_id for o in getattr(position, "exit_orders", ())
+    )
+    return not acknowledged and symbol_lock_held_by_live_process(position.symbol_id)
+
+
 # What _exit_ensure did.
 IN_PLACE, PLACED, PENDING, FAILED, CLOSED_INSTEAD = (
     "in place",
@@ -505,8 +540,10 @@ def _exit_ensure(ctx: _Pass, position: Position, kind: str, live: ExchangePositi
         state.attempts = 0
         state.gave_up_at = None
         state.save()
-        # Said once per gap (and alert window): the order path placing it a moment later is
-        # caught by the pending check above, so this is a real gap, however short.
+    if not _entry_protection_in_flight(position, kind):
+        # Said once per gap (and alert window). Not while the cycle that opened the position is
+        # alive and has yet to get this exit acknowledged: that is its own protection in flight
+        # (the guard places the exit all the same, under the id the cycle would use).
         alert_raise(
             key=f"guard.exit_missing.{position.symbol.name}.{kind}",
             severity="warning",

@@ -103,6 +103,15 @@ def _claim(*, symbol_id: int, owner: str, ttl: float) -> None:
         raise SymbolBusy(f"symbol {symbol_id} is locked by {holder} until {expires}")
 
 
+def symbol_lock_held_by_live_process(symbol_id: int) -> bool:
+    """Whether a cycle that is still running holds ``symbol_id``'s lease (an unexpired lease of a
+    process that exists, as far as this host can tell)."""
+    held = SymbolLock.objects.filter(symbol_id=symbol_id, expires_at__gt=timezone.now()).exclude(
+        owner=""
+    )
+    return held.exists() and _dead_holder(symbol_id) is None
+
+
 def _dead_holder(symbol_id: int) -> str | None:
     """The lease's owner when it is a process of this host that is gone, else None.
 

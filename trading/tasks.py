@@ -17,9 +17,12 @@ from celery import shared_task
     time_limit=55,
 )
 def guard_pass_task() -> None:
-    """One guard pass: TP/SL on every open position, closes recorded."""
-    from trading.guard import guard_pass
+    """One guard pass: TP/SL on every open position, closes recorded; none while a guard process
+    runs the passes itself."""
+    from trading.guard import guard_pass, guard_process_running
 
+    if guard_process_running():
+        return
     guard_pass()
 
 

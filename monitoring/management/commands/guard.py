@@ -6,6 +6,8 @@ trade cycle for a worker slot and keeps running while the broker is down.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -42,11 +44,12 @@ class Command(BaseCommand):
         def one_pass() -> str:
             from django.utils import timezone
 
-            from monitoring.services import lease_paused_until
-            from trading.guard import LEASE_NAME, guard_pass
+            from monitoring.services import lease_hold, lease_paused_until
+            from trading.guard import LEASE_NAME, PROCESS_LEASE_NAME, guard_pass
 
             # A long-lived process: a connection the database dropped is replaced, not reused.
             close_old_connections()
+            lease_hold(name=PROCESS_LEASE_NAME, owner=owner, seconds=interval * 3)
             report = guard_pass()
             for _ in range(RETRIES_AFTER_FAILED_PASS):
                 if not report.error:
@@ -67,7 +70,15 @@ class Command(BaseCommand):
                 return ""
             return report.summary()
 
-        run_every(seconds=interval, once=once, run=one_pass, write=self._write)
+        owner = f"{socket.gethostname()[:30]}:{os.getpid()}"
+        try:
+            run_every(seconds=interval, once=once, run=one_pass, write=self._write)
+        finally:
+            from monitoring.services import lease_let_go
+            from trading.guard import PROCESS_LEASE_NAME
+
+            # Beat's guard task takes over at once after a clean stop, not after the hold ends.
+            lease_let_go(name=PROCESS_LEASE_NAME, owner=owner)
 
     def _write(self, line: str) -> None:
         if line:
