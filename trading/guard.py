@@ -85,6 +85,9 @@ LEASE_NAME = "guard"
 # Beat's guard task, the fallback for deployments without that process, runs no pass of its own
 # (two guards would spend the minute's request weight twice).
 PROCESS_LEASE_NAME = "guard-process"
+# The order path places a new position's exits right after its entry fills (one round trip);
+# the guard lets it do so this long before it places them itself and alerts.
+ENTRY_PROTECTION_GRACE = timedelta(seconds=2)
 # A failing guard is alerted once its passes have failed this long without one success: the
 # guard process starting a moment before the exchange answers is not an incident.
 FAILING_ALERT_AFTER = timedelta(seconds=15)
@@ -242,11 +245,16 @@ def guard_pass(*, gateway: ExchangeGateway | None = None) -> GuardReport:
             keep_minutes=rules.heartbeat_keep_minutes,
         )
         transition = lease_release(name=LEASE_NAME, owner=owner, error=report.error)
+    failing_long = bool(report.error) and (
+        _failing_since(started_at) <= started_at - FAILING_ALERT_AFTER
+    )
     if transition == "new":
         # Once per new error, not every 5 s; a traceback only where it is not the exchange's.
+        # A warning until the failures have lasted: then the alert below says it as an error.
         traceback = None if isinstance(failure, ArenaError) or failure is None else failure
-        logger.error("[Guard] pass failed: %s", report.error, exc_info=traceback)
-    if report.error and _failing_since(started_at) <= started_at - FAILING_ALERT_AFTER:
+        level = logging.ERROR if failing_long else logging.WARNING
+        logger.log(level, "[Guard] pass failed: %s", report.error, exc_info=traceback)
+    if failing_long:
         alert_raise(
             key="guard.failing",
             severity="critical",
@@ -501,9 +509,13 @@ def _transition(position: Position, *, old: str, new: str, message: str) -> bool
     return bool(moved)
 
 
-def _entry_protection_in_flight(position: Position, kind: str) -> bool:
-    """Whether the cycle that opened ``position`` is still placing this exit: it holds the
-    symbol's lease, is alive, and no exit of this kind was ever acknowledged by the exchange."""
+def _entry_protection_in_flight(ctx: _Pass, position: Position, kind: str) -> bool:
+    """Whether the cycle that opened ``position`` is still placing this exit: the position is
+    younger than ``ENTRY_PROTECTION_GRACE``, the cycle holds the symbol's lease and is alive, and
+    no exit of this kind was ever acknowledged by the exchange. Past the grace the guard places
+    it (and says so) whatever the cycle is doing."""
+    if ctx.now - position.opened_at > ENTRY_PROTECTION_GRACE:
+        return False
     acknowledged = any(
         o.purpose == kind and o.exchange_order_id for o in getattr(position, "exit_orders", ())
     )
@@ -529,6 +541,8 @@ def _exit_ensure(ctx: _Pass, position: Position, kind: str, live: ExchangePositi
     if working:
         _gap_closed(ctx, position, kind)
         return IN_PLACE
+    if _entry_protection_in_flight(ctx, position, kind):
+        return PENDING
     state = _state_for(ctx, position.symbol, kind, position) or _state_create(
         position.symbol, kind, position
     )
@@ -540,10 +554,8 @@ def _exit_ensure(ctx: _Pass, position: Position, kind: str, live: ExchangePositi
         state.attempts = 0
         state.gave_up_at = None
         state.save()
-    if not _entry_protection_in_flight(position, kind):
-        # Said once per gap (and alert window). Not while the cycle that opened the position is
-        # alive and has yet to get this exit acknowledged: that is its own protection in flight
-        # (the guard places the exit all the same, under the id the cycle would use).
+        # Said once per gap (and alert window): the opening cycle's own protection in flight
+        # was let be above, so this is a real gap, however short.
         alert_raise(
             key=f"guard.exit_missing.{position.symbol.name}.{kind}",
             severity="warning",
