@@ -55,6 +55,7 @@ reset: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	DJANGO_SETTINGS_MODULE=arena.settings.test $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest
 	PAPER_OPTIONS=$(PAPER_OTHER_SIDE) $(BIN)/pytest $(BOTH_SIDES_TESTS)
@@ -62,6 +63,7 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .

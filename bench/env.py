@@ -108,7 +108,7 @@ def symbols_enable(names: list[str], *, max_open_positions: int) -> None:
 def fast_gateway():
     """A gateway on the paper exchange without ccxt's client-side throttle (the exchange counts
     weight itself), and the order path's usual retry policy."""
-    from trading.exchange import exchange_gateway
+    from trading.gateway import exchange_gateway
 
     gateway = exchange_gateway()
     gateway.client.enableRateLimit = False

@@ -100,8 +100,8 @@ def entry_measure(*, symbol_name: str, runs: int, control: Any) -> EntryRow:
     Requests are counted by the exchange (the exits go out on cloned gateways). Each run's
     position is closed afterwards, outside the measurement.
     """
+    from signals.cycles import trade_cycle_run
     from signals.types import Decision
-    from trading.cycles import trade_cycle_run
     from trading.models import Position, Symbol
     from trading.services import position_close
 
@@ -163,7 +163,7 @@ def replay_measure(*, seconds: float, control: Any, market_clock: Callable[[], i
     """
     import time_machine
 
-    from trading.cycles import trade_cycle_run
+    from signals.cycles import trade_cycle_run
     from trading.guard import guard_pass
     from trading.models import Position, Symbol
 

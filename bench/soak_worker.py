@@ -39,8 +39,8 @@ def setup() -> None:
 def cycles(*, interval: float, seed: int) -> None:
     from django.db import close_old_connections
 
+    from signals.cycles import trade_cycle_run
     from signals.types import Decision
-    from trading.cycles import trade_cycle_run
     from trading.models import Symbol
 
     rng = random.Random(seed)

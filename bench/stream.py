@@ -220,7 +220,7 @@ class _StreamThread:
     """The stream process's runner on a thread with its own event loop."""
 
     def __init__(self) -> None:
-        from trading.exchange_stream import user_data_stream_factory
+        from exchange.stream import user_data_stream_factory
         from trading.stream_runner import StreamRunner
 
         self.runner = StreamRunner(

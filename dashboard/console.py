@@ -23,13 +23,13 @@ from django.conf import settings
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from core.formatting import duration_text, money_text, price_text, quantity_text
 from dashboard import selectors
 from dashboard.leaderboard import agent_leaderboard
 from dashboard.models import EquitySnapshot
 from monitoring.telegram import TelegramConfig, TelegramError, telegram_config, telegram_send
 from monitoring.telegram_updates import IncomingMessage, telegram_get_updates
 from trading.emergency import UnknownSymbols, emergency_close_all
-from trading.formatting import duration_text, money_text, price_text, quantity_text
 from trading.models import Position, Symbol
 from trading.selectors import position_open_for_symbol
 from trading.services import position_close

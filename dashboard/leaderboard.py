@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.apps import apps
-
+from signals.models import SignalDecision
 from trading.models import Position
 
 OPERATOR = "operator"
@@ -93,10 +92,6 @@ def _score(agent: str, symbol: str, positions: list[Position]) -> AgentScore:
 
 def _openers(positions: list[Position]) -> dict[int, str]:
     """The agent that opened each position (one query for all decisions involved)."""
-    if not apps.is_installed("signals"):
-        return {p.pk: OPERATOR for p in positions}
-    from signals.models import SignalDecision
-
     first_open = min(p.opened_at for p in positions)
     decisions = (
         SignalDecision.objects.filter(

@@ -13,12 +13,13 @@ from decimal import Decimal
 
 from django.utils import timezone
 
+from core.errors import ArenaError
+from core.formatting import price_text
 from dashboard.models import PositionCandles
-from trading.errors import ArenaError
-from trading.exchange import ExchangeGateway, exchange_gateway
-from trading.formatting import price_text
+from exchange.gateway import ExchangeGateway
+from exchange.retry import RetryPolicy
+from trading.gateway import exchange_gateway
 from trading.models import Position
-from trading.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
-from django.apps import apps
 from django.utils import timezone
 
+from core.formatting import money_text, quantity_text
+from core.models import Heartbeat, MonitoringSettings
 from dashboard.models import EquitySnapshot
-from monitoring.exchange_view import LastExchangeView, exchange_view_last
-from trading.formatting import money_text, quantity_text
+from monitoring.models import Alert
+from trading.exchange_view import LastExchangeView, exchange_view_last
 from trading.models import Position, Symbol, TradingSwitch
 
 # An SVG path of more points than pixels draws nothing more; thin the series to this many.
@@ -248,8 +248,6 @@ def open_positions_with_marks(
 
 
 def _guard_stale_seconds() -> int:
-    from monitoring.models import MonitoringSettings
-
     rules = MonitoringSettings.objects.filter(id=1).first() or MonitoringSettings()
     return rules.heartbeat_stale_seconds
 
@@ -280,14 +278,8 @@ class HeartbeatRow:
     stale: bool
 
 
-def heartbeats_latest(*, now: datetime | None = None) -> list[HeartbeatRow] | None:
-    """The latest guard and sentinel pass; None when the monitoring app is not installed."""
-    if not apps.is_installed("monitoring"):
-        return None
-    try:
-        from monitoring.models import Heartbeat, MonitoringSettings
-    except ImportError:  # pragma: no cover - installed but half-written
-        return None
+def heartbeats_latest(*, now: datetime | None = None) -> list[HeartbeatRow]:
+    """The latest guard and sentinel pass."""
     now = now or timezone.now()
     rules = MonitoringSettings.objects.filter(id=1).first() or MonitoringSettings()
     limits = {"guard": rules.heartbeat_stale_seconds, "sentinel": SENTINEL_STALE_SECONDS}
@@ -312,15 +304,8 @@ def heartbeats_latest(*, now: datetime | None = None) -> list[HeartbeatRow] | No
     return rows
 
 
-def alerts_open(*, limit: int = 20) -> tuple[list[Any], int] | None:
-    """Unacknowledged alerts (newest first, at most ``limit``) and their count; None without
-    the monitoring app."""
-    if not apps.is_installed("monitoring"):
-        return None
-    try:
-        from monitoring.models import Alert
-    except ImportError:  # pragma: no cover
-        return None
+def alerts_open(*, limit: int = 20) -> tuple[list[Alert], int]:
+    """Unacknowledged alerts (newest first, at most ``limit``) and their count."""
     pending = Alert.objects.filter(acknowledged_at__isnull=True).select_related("symbol")
     return list(pending.order_by("-created_at", "-id")[:limit]), pending.count()
 

@@ -6,7 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from dashboard.models import EquitySnapshot
-from trading.exchange import exchange_gateway
+from trading.gateway import exchange_gateway
 from trading.models import Position
 
 # One snapshot a minute for a week; older ones are deleted so the table never grows unbounded.

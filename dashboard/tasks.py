@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from dashboard.services import equity_snapshot_record
+
 
 @shared_task(
     name="dashboard.tasks.equity_snapshot_task",
@@ -13,6 +15,5 @@ from celery import shared_task
 )
 def equity_snapshot_task() -> None:
     """Record one equity snapshot (one balance request). Safe to run twice: one more point."""
-    from dashboard.services import equity_snapshot_record
 
     equity_snapshot_record()

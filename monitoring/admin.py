@@ -2,16 +2,11 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from monitoring.models import (
-    Alert,
-    AlertThrottle,
-    Heartbeat,
-    Lease,
-    MonitoringSettings,
-    ProtectionState,
-)
+from core.models import Heartbeat, Lease, MonitoringSettings
+from monitoring.models import Alert, AlertThrottle
 from monitoring.services import alerts_acknowledge, protection_clear
 from risk.admin import RuleHistoryAdmin
+from trading.models import ProtectionState
 
 
 @admin.register(MonitoringSettings)
@@ -99,7 +94,7 @@ class ProtectionStateAdmin(ReadOnlyAdmin):
     actions = ("clear",)
 
     def has_clear_permission(self, request) -> bool:
-        return request.user.has_perm("monitoring.change_protectionstate")
+        return request.user.has_perm("trading.change_protectionstate")
 
     @admin.action(description="Clear: let the guard try again now", permissions=["clear"])
     def clear(self, request, queryset) -> None:

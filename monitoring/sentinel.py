@@ -21,20 +21,16 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from monitoring.models import Heartbeat, MonitoringSettings
-from monitoring.selectors import monitoring_settings
-from monitoring.services import (
-    alert_raise,
-    alerts_requeue_lost,
-    heartbeat_record,
-    lease_claim,
-    lease_release,
-)
+from core.errors import ArenaError, RateLimited
+from core.models import Heartbeat, MonitoringSettings
+from core.selectors import monitoring_settings
+from core.services import heartbeat_record, lease_claim, lease_release
+from exchange.gateway import ExchangeGateway, ExchangeOrder, ExchangePosition
+from monitoring.services import alert_raise, alerts_requeue_lost
 from risk.checks import check_daily_loss
 from risk.models import RiskProfile
-from trading.errors import ArenaError, RateLimited
-from trading.exchange import ExchangeGateway, ExchangeOrder, ExchangePosition, exchange_gateway
-from trading.models import Order, Position, Symbol, TradingSwitch
+from trading.gateway import exchange_gateway
+from trading.models import Order, Position, StreamState, Symbol, TradingSwitch
 from trading.selectors import realized_pnl_today
 
 logger = logging.getLogger(__name__)
@@ -213,8 +209,6 @@ STREAM_DOWN_AFTER = timedelta(seconds=60)
 def _stream_findings(*, now: datetime) -> list[Finding]:
     """The user data stream down (or silent) for longer than a minute. Where it never ran,
     nothing: the guard's passes record every close without it."""
-    from monitoring.models import StreamState
-
     state = StreamState.objects.order_by("id").first()
     if state is None:
         return []

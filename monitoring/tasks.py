@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from monitoring.sentinel import sentinel_pass
+from monitoring.services import alert_deliver, alert_delivery_give_up
+from monitoring.telegram import TelegramError
+
 # Telegram retries: 15 s, 30 s, 1 min ... capped at 10 min; about 1.5 h before giving up.
 DELIVERY_MAX_RETRIES = 12
 DELIVERY_BACKOFF_CAP_SECONDS = 600
@@ -18,7 +22,6 @@ DELIVERY_BACKOFF_CAP_SECONDS = 600
 )
 def sentinel_pass_task() -> None:
     """One sentinel pass: TP/SL presence, PnL drift, stale heartbeats, reachability."""
-    from monitoring.sentinel import sentinel_pass
 
     sentinel_pass()
 
@@ -33,8 +36,6 @@ def sentinel_pass_task() -> None:
 )
 def alert_deliver_task(self, alert_id: int) -> None:
     """Send one stored alert to Telegram; retried with backoff while Telegram is unavailable."""
-    from monitoring.services import alert_deliver, alert_delivery_give_up
-    from monitoring.telegram import TelegramError
 
     try:
         alert_deliver(alert_id=alert_id)

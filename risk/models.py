@@ -194,11 +194,13 @@ class RiskProfile(models.Model):
                     f"Leverage {self.leverage}x exceeds the maximum of {', '.join(too_high)}."
                 )
         if self.leverage is not None and self.is_active and "leverage" not in errors:
-            from trading.models import Symbol
-
+            # Symbols without a profile of their own use the active one. The symbol model is
+            # reached through its relation to this one: risk sits below trading and imports
+            # nothing from it.
+            symbol_model = self._meta.get_field("symbols").related_model
             too_high = [
                 f"{s.name} ({s.max_leverage}x)"
-                for s in Symbol.objects.filter(enabled=True, risk_profile__isnull=True)
+                for s in symbol_model.objects.filter(enabled=True, risk_profile__isnull=True)
                 if self.leverage > s.max_leverage
             ]
             if too_high:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from trading.rounding import SymbolFilters, check_quantity, round_quantity
+from exchange.rounding import SymbolFilters, check_quantity, round_quantity
 
 HUNDRED = Decimal(100)
 CENT = Decimal("0.01")

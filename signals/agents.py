@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from exchange.gateway import Candle
 from signals.indicators import ema, rsi
 from signals.types import Action
-from trading.exchange import Candle
 
 CANDLE_SECONDS = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "4h": 14400}
 # A candle list is stale when its newest candle opened longer ago than this many intervals: the

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTasks
 
+from risk.services import rule_event_record, rule_save
 from trading.models import Strategy
 
 logger = logging.getLogger(__name__)
@@ -186,8 +187,6 @@ def schedules_set_enabled(*, task_ids: list[int], enabled: bool | None, actor: s
     Raises ``ScheduleManaged`` and changes nothing when a system or strategy schedule is among
     them. Returns how many schedules changed.
     """
-    from risk.services import rule_save
-
     tasks = list(PeriodicTask.objects.select_for_update().filter(id__in=task_ids).order_by("id"))
     _refuse_managed(tasks)
     changed = 0
@@ -213,8 +212,6 @@ def schedules_run(*, task_ids: list[int], actor: str) -> list[str]:
     on their own. Returns the names queued.
     """
     from celery import current_app
-
-    from risk.services import rule_event_record
 
     tasks = list(PeriodicTask.objects.filter(id__in=task_ids).order_by("id"))
     _refuse_managed(tasks, allow_cycles=True)

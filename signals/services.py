@@ -1,6 +1,6 @@
 """Signals: ask the symbol's agent for a decision and store it, with its inputs, for audit.
 
-``signal_for_symbol`` is what a trade cycle calls (``trading.cycles.trade_cycle_run``, under the
+``signal_for_symbol`` is what a trade cycle calls (``signals.cycles.trade_cycle_run``, under the
 symbol lock). It never raises for a bad answer or missing data: the cycle gets HOLD with the
 reason, and the reason is stored. Exchange errors other than temporary ones propagate so the
 order path applies its own policy (e.g. halting on bad credentials).
@@ -20,6 +20,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from core.errors import TemporaryError
+from exchange.gateway import ExchangeGateway
 from signals.agents import (
     AgentDecision,
     InvalidParameters,
@@ -45,8 +47,6 @@ from signals.llm import (
 )
 from signals.models import LlmCall, ManualSignal, SignalDecision
 from signals.types import Decision
-from trading.errors import TemporaryError
-from trading.exchange import ExchangeGateway
 from trading.models import Position, Strategy, Symbol
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,6 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 
-from dashboard.admin_actions import EmergencyCloseActionMixin
 from risk.admin import RuleHistoryAdmin
 from trading.admin_columns import OrderColumns, PositionColumns, SymbolColumns
 from trading.models import (
@@ -161,7 +160,7 @@ class IncomeInline(admin.TabularInline):
 
 
 @admin.register(Position)
-class PositionAdmin(PositionColumns, EmergencyCloseActionMixin, ReadOnlyAdmin):
+class PositionAdmin(PositionColumns, ReadOnlyAdmin):
     inlines = (FillInline, IncomeInline)
     list_display = (
         "symbol_link",

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from trading.formatting import duration_text, money_text, price_text, quantity_text
+from core.formatting import duration_text, money_text, price_text, quantity_text
 from trading.models import Order, Position, Symbol
 
 

@@ -18,9 +18,11 @@ from decimal import Decimal
 from django.db.models import Sum
 from django.utils import timezone
 
-from trading.errors import ArenaError
-from trading.exchange import ExchangeGateway
-from trading.exchange import Fill as ExchangeFill
+from core.errors import ArenaError
+from core.notify import alert_raise
+from exchange.gateway import ExchangeGateway
+from exchange.gateway import Fill as ExchangeFill
+from trading.differences import Difference
 from trading.fills import (
     fill_record,
     position_books,
@@ -64,7 +66,6 @@ def books_differences(
     """The money findings as ``trading.reconcile.Difference`` rows (repaired where safe and
     ``repair``), each unrepaired one also raised as an alert. Completes the closes that waited
     for their fills first."""
-    from trading.reconcile import Difference
 
     now = now or timezone.now()
     today = now.astimezone(UTC).date()
@@ -291,10 +292,6 @@ def _income_repair(entries: list):
 # --------------------------------------------------------------------------- helpers
 def _alert(finding: MoneyFinding) -> None:
     logger.error("[Books] %s %s: %s", finding.kind, finding.symbol, finding.detail)
-    try:
-        from monitoring.services import alert_raise
-    except ImportError:
-        return
     try:
         alert_raise(
             key=f"reconcile.money.{finding.kind.replace(' ', '_')}.{finding.symbol or 'account'}",

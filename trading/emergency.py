@@ -19,8 +19,9 @@ from decimal import Decimal
 from django.conf import settings
 from django.utils import timezone
 
-from trading.errors import ArenaError
-from trading.exchange import ExchangeGateway, ExchangeOrder, ExchangePosition, exchange_gateway
+from core.errors import ArenaError
+from exchange.gateway import ExchangeGateway, ExchangeOrder, ExchangePosition
+from trading.gateway import exchange_gateway
 from trading.locks import symbol_leases_take_over
 from trading.models import Order, Position, Symbol, TradingSwitch
 from trading.services import (

@@ -22,13 +22,14 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from trading.errors import ArenaError
-from trading.exchange import EXCHANGE_CLOSE_PREFIXES, ExchangeGateway, ExchangeOrder
-from trading.exchange import Fill as ExchangeFill
+from core.errors import ArenaError
+from exchange.gateway import EXCHANGE_CLOSE_PREFIXES, ExchangeGateway, ExchangeOrder
+from exchange.gateway import Fill as ExchangeFill
+from exchange.rounding import round_price_nearest
 from trading.income import liquidation_clearance_record
 from trading.locks import db_write_lock
 from trading.models import Fill, Income, Order, Position, TradeEvent
-from trading.rounding import round_price_nearest
+from trading.selectors import position_exit_orders
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +164,6 @@ def exits_settle(*, position: Position, gateway: ExchangeGateway) -> None:
     working (an exit already finished is never cancelled again: no ``-2011``). A fired exit
     keeps the id of the market order it became, whose trades are its fills.
     """
-    from trading.selectors import position_exit_orders
 
     for order in position_exit_orders(position=position):
         try:

@@ -49,11 +49,11 @@ from django.db import connection, transaction
 from django.db.models import Prefetch
 from django.utils import timezone
 
-from monitoring.exchange_view import exchange_view_store
-from monitoring.models import Heartbeat, Lease, MonitoringSettings, ProtectionState
-from monitoring.selectors import monitoring_settings
-from monitoring.services import (
-    alert_raise,
+from core.errors import ArenaError, OrderRejected, RateLimited, TemporaryError
+from core.models import Heartbeat, Lease, MonitoringSettings
+from core.notify import alert_raise
+from core.selectors import monitoring_settings
+from core.services import (
     heartbeat_record,
     lease_claim,
     lease_held,
@@ -61,22 +61,17 @@ from monitoring.services import (
     lease_paused_until,
     lease_release,
 )
+from exchange.gateway import WOULD_TRIGGER, ExchangeGateway, ExchangeOrder, ExchangePosition
+from exchange.retry import RetryPolicy
+from exchange.rounding import ExitTooClose, exit_prices, round_price_down, round_price_up
 from risk.models import RiskProfile
-from risk.services import post_trade_check
 from risk.sizing import position_excess
 from trading import services as order_path
-from trading.errors import ArenaError, OrderRejected, RateLimited, TemporaryError
-from trading.exchange import (
-    WOULD_TRIGGER,
-    ExchangeGateway,
-    ExchangeOrder,
-    ExchangePosition,
-    exchange_gateway,
-)
+from trading.exchange_view import exchange_view_store
+from trading.gateway import exchange_gateway
 from trading.locks import SymbolBusy, symbol_lock, symbol_lock_held_by_live_process
-from trading.models import Order, Position, Symbol, SymbolLock, TradeEvent
-from trading.retry import RetryPolicy
-from trading.rounding import ExitTooClose, exit_prices, round_price_down, round_price_up
+from trading.models import Order, Position, ProtectionState, Symbol, SymbolLock, TradeEvent
+from trading.post_trade import post_trade_check
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from trading.exchange import ExchangeGateway, ExchangeOrder, ExchangePosition
+from exchange.gateway import ExchangeGateway, ExchangeOrder, ExchangePosition
 
 ALL_SYMBOLS_ORDERS_WEIGHT = 40
 ONE_SYMBOL_ORDERS_WEIGHT = 1

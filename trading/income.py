@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from trading.exchange import ExchangeGateway, IncomeEntry
+from exchange.gateway import ExchangeGateway, IncomeEntry
 from trading.locks import db_write_lock
 from trading.models import Fill, Income, Order, Position, Symbol
 

@@ -22,14 +22,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.db import db_write_lock
 from trading.models import SymbolLock
 
 DEFAULT_TTL_SECONDS = 120.0
 
-# SQLite takes one writer at a time, and its shared-cache test database fails a second writer at
-# once ("database table is locked") instead of waiting: threads of one process that write while
-# another thread may be writing (the concurrent stop-loss and take-profit) queue here first.
-db_write_lock = threading.RLock()
 
 _held = threading.local()
 

@@ -13,8 +13,9 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from trading.formatting import quantity_text
-from trading.rounding import SymbolFilters
+from core.formatting import quantity_text
+from exchange.rounding import SymbolFilters
+from risk.models import RiskProfile
 
 PRICE = {"max_digits": 24, "decimal_places": 10}
 QUANTITY = {"max_digits": 24, "decimal_places": 10}
@@ -196,8 +197,6 @@ class Symbol(models.Model):
         if self.max_leverage and self.enabled and not self.risk_profile_id:
             # The other side of RiskProfile.clean: the active profile's leverage must fit every
             # enabled symbol that uses it, whether the symbol or the profile changes.
-            from risk.models import RiskProfile
-
             active = RiskProfile.objects.filter(is_active=True).first()
             if active is not None and active.leverage > self.max_leverage:
                 errors.setdefault(
@@ -617,3 +616,114 @@ class Income(models.Model):
 
     def __str__(self) -> str:
         return f"{self.income_type} {self.symbol} {_plain(self.amount)} {self.asset}"
+
+
+# The guard's and the stream's own records. Their tables keep the names they had when they
+# lived in the monitoring app (``monitoring_*``).
+class ProtectionState(models.Model):
+    """The guard's memory of one concern of one symbol: a missing stop-loss, take-profit, or a
+    position on the exchange with no record here.
+
+    It makes the guard debounce its attempts, give up on rejections that retrying cannot fix
+    until the rules change, and log a gap once instead of on every pass.
+    """
+
+    class Kind(models.TextChoices):
+        STOP_LOSS = "SL", "Stop-loss"
+        TAKE_PROFIT = "TP", "Take-profit"
+        UNKNOWN_POSITION = "UNKNOWN", "Unknown position"
+
+    symbol = models.ForeignKey(
+        "trading.Symbol", on_delete=models.CASCADE, related_name="protection_states"
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    position = models.ForeignKey(
+        "trading.Position",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The position this state is about; a new position starts afresh.",
+    )
+    gap_since = models.DateTimeField(
+        null=True, blank=True, help_text="When the guard found it missing; empty when in place."
+    )
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="No attempt before this time (debounce)."
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    gave_up_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set after a rejection retrying cannot fix: no attempt until the rules "
+        "change or an operator clears it.",
+    )
+    reason = models.CharField(max_length=255, blank=True)
+    error_code = models.IntegerField(null=True, blank=True)
+    rules_version = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="Fingerprint of the symbol's filters and exit rules when the guard gave up.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "monitoring_protectionstate"
+        constraints = [
+            models.UniqueConstraint(fields=["symbol", "kind"], name="one_state_per_symbol_kind")
+        ]
+        ordering = ["symbol__name", "kind"]
+
+    def __str__(self) -> str:
+        state = "gave up" if self.gave_up_at else ("gap" if self.gap_since else "ok")
+        return f"{self.symbol} {self.kind}: {state}"
+
+
+class StreamState(models.Model):
+    """The user data stream process as it last reported itself: connected or not since when,
+    its last event and how late it arrived."""
+
+    name = models.CharField(max_length=32, unique=True, default="user-data")
+    connected = models.BooleanField(default=False)
+    since = models.DateTimeField(help_text="When it last connected or disconnected.")
+    updated_at = models.DateTimeField(help_text="The process's latest report (every few s).")
+    last_event_at = models.DateTimeField(null=True, blank=True)
+    lag_ms = models.IntegerField(
+        null=True, blank=True, help_text="Latest event: received minus the exchange's event time."
+    )
+    events = models.PositiveIntegerField(default=0, help_text="Events applied since it started.")
+    reconciles = models.PositiveIntegerField(
+        default=0, help_text="REST reconciles of a gap (reconnect, expired key, restart)."
+    )
+    error = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        db_table = "monitoring_streamstate"
+
+    def __str__(self) -> str:
+        state = "connected" if self.connected else "down"
+        return f"stream {state} since {self.since:%H:%M:%S}"
+
+
+class ExchangeView(models.Model):
+    """What the exchange held at the guard's last pass: the one row pages read instead of the
+    exchange (a page view must never spend the bot's request budget)."""
+
+    taken_at = models.DateTimeField(help_text="When the guard read the exchange.")
+    positions = models.JSONField(
+        default=list,
+        help_text="Non-zero positions: symbol, side, quantity, entry, mark, unrealized PnL, "
+        "leverage (decimals as strings).",
+    )
+    orders = models.JSONField(
+        default=list,
+        help_text="Open orders, regular and conditional: symbol, type, side, stop price.",
+    )
+
+    class Meta:
+        db_table = "monitoring_exchangeview"
+        verbose_name = "exchange view (guard's last read)"
+
+    def __str__(self) -> str:
+        return f"exchange at {self.taken_at:%H:%M:%S}: {len(self.positions)} position(s)"

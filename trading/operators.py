@@ -10,9 +10,18 @@ OPERATORS_GROUP = "operators"
 # What an operator reads besides pressing the red buttons: positions, orders, rules, alerts and
 # the dashboard's data, read only.
 VIEWED_MODELS = {
-    "trading": ("position", "order", "symbol", "strategy", "tradingswitch", "tradeevent"),
+    "trading": (
+        "position",
+        "order",
+        "symbol",
+        "strategy",
+        "tradingswitch",
+        "tradeevent",
+        "protectionstate",
+    ),
     "risk": ("riskprofile", "rulechange"),
-    "monitoring": ("alert", "heartbeat", "protectionstate"),
+    "core": ("heartbeat",),
+    "monitoring": ("alert",),
     "dashboard": ("equitysnapshot",),
 }
 
@@ -26,7 +35,10 @@ def operators_group_ensure(*, apps: Any) -> None:
 
     # Permissions are normally created after the whole migrate run; the group needs them now.
     for label in VIEWED_MODELS:
-        app_config = apps.get_app_config(label)
+        try:
+            app_config = apps.get_app_config(label)
+        except LookupError:  # an earlier migration: the app has no models yet
+            continue
         models_module = getattr(app_config, "models_module", None)
         app_config.models_module = models_module or True
         create_permissions(app_config, apps=apps, verbosity=0)

@@ -19,9 +19,23 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.errors import ArenaError
+from exchange.gateway import ExchangeGateway, ExchangeOrder, ExchangePosition
 from trading.books_reconcile import books_differences
-from trading.errors import ArenaError
-from trading.exchange import ExchangeGateway, ExchangeOrder, ExchangePosition, exchange_gateway
+from trading.differences import (
+    CLOSED_ON_EXCHANGE,
+    EXIT_MISSING,
+    LOST_INTENT,
+    MISMATCH,
+    ORPHAN_ORDER,
+    STALE_ORDER,
+    STATUS_CONTRADICTED,
+    UNKNOWN_ORDER,
+    UNKNOWN_POSITION,
+    UNRECORDED_ENTRY,
+    Difference,
+)
+from trading.gateway import exchange_gateway
 from trading.locks import SymbolBusy, symbol_lock
 from trading.models import Order, Position, TradeEvent
 from trading.services import position_record_exchange_close
@@ -41,38 +55,6 @@ _TERMINAL = {
     "FINISHED": Order.Status.TRIGGERED,
 }
 _WORKING = {"NEW", "PARTIALLY_FILLED"}
-
-
-@dataclass
-class Difference:
-    """One way the database and the exchange disagree."""
-
-    kind: str
-    symbol: str
-    detail: str
-    repairable: bool
-    repaired: bool = False
-    outcome: str = ""  # what the repair did, or why it did not
-
-    def __str__(self) -> str:
-        state = (
-            "repaired" if self.repaired else ("repairable" if self.repairable else "needs a person")
-        )
-        text = f"[{self.kind}] {self.symbol}: {self.detail} ({state}"
-        return text + (f": {self.outcome})" if self.outcome else ")")
-
-
-# Kinds, in the order they are reported.
-CLOSED_ON_EXCHANGE = "closed on exchange"
-LOST_INTENT = "lost intent"
-STALE_ORDER = "order status stale"
-ORPHAN_ORDER = "orphan order"
-UNKNOWN_POSITION = "unknown position"
-UNKNOWN_ORDER = "unknown order"
-MISMATCH = "position mismatch"
-UNRECORDED_ENTRY = "entry not recorded"
-EXIT_MISSING = "exit missing"
-STATUS_CONTRADICTED = "status contradicted"
 
 
 @dataclass

@@ -22,9 +22,21 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from core.errors import ArenaError, OperatorActionRequired, OrderRejected
+from core.formatting import money_text, price_text, quantity_text
+from core.notify import alert_raise
+from exchange.gateway import (
+    CLOSE_POSITION_EXIT_EXISTS,
+    WOULD_TRIGGER,
+    ExchangeGateway,
+    ExchangeOrder,
+)
+from exchange.retry import exchange_may_have_acted
+from exchange.rounding import ExitTooClose, check_quantity, exit_prices
 from risk.checks import (
     check_daily_loss,
     check_free_margin,
@@ -35,17 +47,10 @@ from risk.checks import (
 )
 from risk.revalidate import check_active_rules
 from risk.selectors import NoActiveRiskProfile, risk_profile_for_symbol
+from risk.services import rule_save
 from risk.sizing import position_margin, position_size
 from trading import fills
-from trading.errors import ArenaError, OperatorActionRequired, OrderRejected
-from trading.exchange import (
-    CLOSE_POSITION_EXIT_EXISTS,
-    WOULD_TRIGGER,
-    ExchangeGateway,
-    ExchangeOrder,
-    exchange_gateway,
-)
-from trading.formatting import money_text, price_text, quantity_text
+from trading.gateway import exchange_gateway
 from trading.locks import (
     DEFAULT_TTL_SECONDS,
     SymbolBusy,
@@ -54,14 +59,13 @@ from trading.locks import (
     symbol_lock,
 )
 from trading.models import Order, Position, Symbol, TradeEvent, TradingSwitch
-from trading.retry import exchange_may_have_acted
-from trading.rounding import ExitTooClose, check_quantity, exit_prices
 from trading.selectors import (
     daily_pnl,
     position_exit_orders,
     position_open_for_symbol,
     positions_open_count,
 )
+from trading.switch import trading_switch_set
 
 logger = logging.getLogger(__name__)
 
@@ -259,8 +263,9 @@ def _open_locked(
         price_text(position.stop_loss_price, symbol),
     )
 
-    # 7. The post-trade check, with the same sizing arithmetic.
-    from risk.services import post_trade_check
+    # 7. The post-trade check, with the same sizing arithmetic. Imported here: it closes through
+    # this module's position_close, so it imports this module.
+    from trading.post_trade import post_trade_check
 
     try:
         post_trade_check(position=position, gateway=gateway)
@@ -292,8 +297,6 @@ def _check_database_rules(*, symbol: Symbol, profile, actor: str) -> str | None:
     today = daily_pnl()
     denial = check_daily_loss(realized_today=today.realized, limit=profile.daily_loss_limit_usd)
     if denial:
-        from trading.switch import trading_switch_set
-
         trading_switch_set(enabled=False, reason=denial, actor="risk")
         return denial
     return check_pnl_known(unknown=today.unknown, limit=profile.daily_loss_limit_usd)
@@ -1394,12 +1397,8 @@ def _event(
 
 
 def _alert(*, key: str, message: str, symbol: Symbol | None = None) -> None:
-    """Log at ERROR and raise a monitoring alert when the monitoring app offers one."""
+    """Log at ERROR and raise a monitoring alert."""
     logger.error("[Alert] %s", message)
-    try:
-        from monitoring.services import alert_raise
-    except ImportError:
-        return
     # An alert is a courtesy on top of the log line: it must never break the order path.
     try:
         alert_raise(key=key, severity="critical", message=message, symbol=symbol)
@@ -1466,10 +1465,6 @@ def symbol_sync_filters(
 ) -> list[SymbolSync]:
     """Read every known symbol's filters from the exchange (exchangeInfo + leverageBracket),
     save what changed with a RuleChange row per field, and stamp ``filters_synced_at``."""
-    from django.core.exceptions import ValidationError
-
-    from risk.services import rule_save
-
     gateway = gateway or exchange_gateway()
     rules = {r.symbol: r for r in gateway.fetch_symbol_rules()}
     now = timezone.now()

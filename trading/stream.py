@@ -16,13 +16,12 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from monitoring.models import StreamState
+from core.errors import ArenaError
+from exchange.gateway import ExchangeGateway
+from exchange.stream import StreamFill
 from trading import fills
 from trading import services as order_path
-from trading.errors import ArenaError
-from trading.exchange import ExchangeGateway
-from trading.exchange_stream import StreamFill
-from trading.models import Order, Position
+from trading.models import Order, Position, StreamState
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,9 @@ from typing import Any, TypeVar
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from trading.exchange import ExchangeGateway, exchange_gateway
-from trading.exchange_stream import StreamFill, StreamLost, UserDataStream
+from exchange.gateway import ExchangeGateway
+from exchange.stream import StreamFill, StreamLost, UserDataStream
+from trading.gateway import exchange_gateway
 from trading.locks import db_write_lock
 from trading.stream import stream_fill_apply, stream_gap_reconcile, stream_state_report
 

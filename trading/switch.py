@@ -6,6 +6,7 @@ import logging
 
 from django.db import transaction
 
+from core.notify import alert_raise
 from risk.services import rule_save
 from trading.models import TradingSwitch
 
@@ -45,10 +46,6 @@ def trading_switch_set(*, enabled: bool, reason: str, actor: str) -> TradingSwit
 
 def _alert_halted(*, reason: str, actor: str) -> None:
     # An alert is a courtesy: a missing or failing monitoring app must never undo a halt.
-    try:
-        from monitoring.services import alert_raise
-    except ImportError:  # pragma: no cover - monitoring is always installed in arena
-        return
     try:
         alert_raise(
             key="trading.halted",

@@ -8,7 +8,7 @@ from decimal import Decimal
 from django import template
 from django.utils import timezone
 
-from trading import formatting
+from core import formatting
 
 register = template.Library()
 

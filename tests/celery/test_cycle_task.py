@@ -9,8 +9,8 @@ import pytest
 from arena.celery import app
 from signals.models import SignalDecision
 from signals.services import manual_signal_create
+from signals.tasks import trade_cycle_task
 from trading.models import Position, Strategy, Symbol
-from trading.tasks import trade_cycle_task
 
 
 def test_trade_cycle_task_when_routed_then_cycles_queue_late_ack_and_time_limits() -> None:

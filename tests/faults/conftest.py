@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from trading.exchange import ExchangeGateway, exchange_gateway
+from exchange.gateway import ExchangeGateway
+from exchange.retry import RetryPolicy
+from trading.gateway import exchange_gateway
 from trading.models import Position, Symbol
-from trading.retry import RetryPolicy
 
 # Codes the old bot lived with and this one must never cause: precision, lot size, notional.
 FILTER_REJECTIONS = ("-1111", "-4164", "-4005", "-4003")
@@ -121,8 +122,7 @@ def backdate(position: Position, *, seconds: float) -> None:
     reconcile grace period have passed, without the test waiting for them."""
     from datetime import timedelta
 
-    from monitoring.models import ProtectionState
-    from trading.models import Order
+    from trading.models import Order, ProtectionState
 
     delta = timedelta(seconds=seconds)
     Position.objects.filter(pk=position.pk).update(opened_at=position.opened_at - delta)

@@ -15,8 +15,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from exchange.gateway import ExchangeGateway
 from risk.models import RiskProfile
-from trading.exchange import ExchangeGateway
 from trading.guard import guard_pass
 from trading.models import Symbol
 from trading.services import position_open

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from risk.selectors import risk_profile_for_symbol
+from signals.cycles import trade_cycle_run
 from signals.types import Decision
 from trading import services
-from trading.cycles import trade_cycle_run
 from trading.guard import guard_pass
 from trading.models import Order, Position, Symbol
 from trading.reconcile import reconcile

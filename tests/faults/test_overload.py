@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from trading.exchange import ExchangeGateway
+from exchange.gateway import ExchangeGateway
 from trading.guard import guard_pass
 from trading.models import Symbol
 from trading.services import OpenOutcome, position_open

@@ -181,7 +181,7 @@ def _env(*, paper_url: str, redis_url: str) -> dict[str, str]:
 
 def _rules() -> None:
     """Three symbols on the manual agent, cycling every few seconds; the rest disabled."""
-    from monitoring.models import MonitoringSettings
+    from core.models import MonitoringSettings
     from risk.models import RiskProfile
     from trading.models import Strategy, Symbol
 
@@ -218,7 +218,7 @@ def _protected(exchange: Any, name: str) -> bool:
 
 
 def _guard_ok_since(moment: datetime) -> bool:
-    from monitoring.models import Heartbeat
+    from core.models import Heartbeat
 
     return Heartbeat.objects.filter(
         process=Heartbeat.Process.GUARD, ok=True, finished_at__gte=moment

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from exchange.gateway import ExchangeGateway
+from signals.cycles import trade_cycle_run
 from signals.types import Decision
-from trading.cycles import trade_cycle_run
-from trading.exchange import ExchangeGateway
 from trading.models import Order, Position, Symbol, TradeEvent
 from trading.services import CloseOutcome, OpenOutcome, position_open
 

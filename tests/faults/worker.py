@@ -23,8 +23,8 @@ def _setup_django() -> None:
 
 
 def _gateway():
-    from trading.exchange import exchange_gateway
-    from trading.retry import RetryPolicy
+    from exchange.retry import RetryPolicy
+    from trading.gateway import exchange_gateway
 
     gateway = exchange_gateway(retry_policy=RetryPolicy(max_total_seconds=5))
     gateway.client.enableRateLimit = False
@@ -39,8 +39,8 @@ def setup() -> None:
 
 
 def cycle() -> None:
+    from signals.cycles import trade_cycle_run
     from signals.types import Decision
-    from trading.cycles import trade_cycle_run
     from trading.models import Symbol
 
     symbol = Symbol.objects.get(name="BTCUSDT")
@@ -54,8 +54,7 @@ def cycle() -> None:
 def _age_everything(seconds: int) -> None:
     from django.db.models import F
 
-    from monitoring.models import ProtectionState
-    from trading.models import Order, Position
+    from trading.models import Order, Position, ProtectionState
 
     delta = timedelta(seconds=seconds)
     Position.objects.update(opened_at=F("opened_at") - delta)
@@ -66,8 +65,8 @@ def _age_everything(seconds: int) -> None:
 
 
 def recover() -> None:
+    from signals.cycles import trade_cycle_run
     from signals.types import Decision
-    from trading.cycles import trade_cycle_run
     from trading.guard import guard_pass
     from trading.models import Position, Symbol
     from trading.reconcile import reconcile

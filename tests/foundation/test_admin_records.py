@@ -7,7 +7,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
-from monitoring.models import Alert, Heartbeat, Lease
+from core.models import Heartbeat, Lease
+from monitoring.models import Alert
 from risk.models import RiskProfile, RuleChange
 from signals.models import SignalDecision
 from trading.models import Symbol, TradingSwitch
@@ -66,8 +67,12 @@ def test_monitoring_records_when_delete_posted_by_superuser_then_forbidden_and_k
     lease = Lease.objects.create(name="guard", owner="w1", expires_at=now)
 
     responses = [
-        admin_client.post(f"/admin/monitoring/{name}/{obj.pk}/delete/", {"post": "yes"})
-        for name, obj in (("alert", alert), ("heartbeat", heartbeat), ("lease", lease))
+        admin_client.post(f"/admin/{app}/{name}/{obj.pk}/delete/", {"post": "yes"})
+        for app, name, obj in (
+            ("monitoring", "alert", alert),
+            ("core", "heartbeat", heartbeat),
+            ("core", "lease", lease),
+        )
     ]
     bulk = admin_client.post(
         "/admin/monitoring/alert/",

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trading.rounding import (
+from exchange.rounding import (
     ExitTooClose,
     SymbolFilters,
     check_quantity,

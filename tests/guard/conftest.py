@@ -8,16 +8,17 @@ from decimal import Decimal
 
 import pytest
 
+from exchange.gateway import ExchangeGateway
+from exchange.retry import RetryPolicy
 from risk.models import RiskProfile
 from tests.monitoring.conftest import (  # noqa: F401 - shared fixtures
     celery_eager,
     celery_memory_broker,
     telegram,
 )
-from trading.exchange import ExchangeGateway, exchange_gateway
+from trading.gateway import exchange_gateway
 from trading.guard import GuardReport, guard_pass
 from trading.models import Position, Symbol
-from trading.retry import RetryPolicy
 from trading.services import position_open
 
 

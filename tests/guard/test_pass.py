@@ -11,8 +11,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from monitoring.models import Alert, Heartbeat, Lease
-from monitoring.services import lease_claim
+from core.models import Heartbeat, Lease
+from core.services import lease_claim
+from monitoring.models import Alert
 from monitoring.tasks import alert_deliver_task
 from risk.models import RiskProfile
 from tests.guard.conftest import (

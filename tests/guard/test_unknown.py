@@ -6,7 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from monitoring.models import Alert, MonitoringSettings
+from core.models import MonitoringSettings
+from monitoring.models import Alert
 from tests.guard.conftest import open_algo_orders
 from trading.models import Position
 

@@ -10,7 +10,8 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from monitoring.models import Alert, MonitoringSettings
+from core.models import MonitoringSettings
+from monitoring.models import Alert
 from monitoring.services import alert_deliver, alert_raise, alerts_acknowledge, alerts_requeue_lost
 from monitoring.tasks import alert_deliver_task
 from monitoring.telegram import TelegramError

@@ -11,12 +11,13 @@ import time_machine
 from django.core.management import call_command
 from django.utils import timezone
 
-from monitoring.models import Alert, Heartbeat
+from core.models import Heartbeat
+from exchange.retry import RetryPolicy
+from monitoring.models import Alert
 from monitoring.sentinel import sentinel_pass
 from tests.guard.conftest import cancel_exit, fast_gateway, open_long
-from trading.exchange import exchange_gateway
+from trading.gateway import exchange_gateway
 from trading.models import Position, Symbol, TradingSwitch
-from trading.retry import RetryPolicy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -21,7 +21,7 @@ STOP_SECONDS = 120
 
 STATE_PROBE = """
 import json
-from trading.exchange import exchange_gateway
+from trading.gateway import exchange_gateway
 from trading.models import Position
 gateway = exchange_gateway()
 print(json.dumps({

@@ -11,8 +11,8 @@ from django.test import Client
 from django.urls import reverse
 
 from dashboard.models import PositionCandles
-from monitoring.exchange_view import exchange_view_last
 from tests.guard.conftest import fast_gateway
+from trading.exchange_view import exchange_view_last
 from trading.guard import guard_pass
 
 

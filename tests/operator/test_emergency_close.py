@@ -148,7 +148,7 @@ def test_emergency_close_when_position_opened_by_hand_then_closed_through_a_stor
 ) -> None:
     from decimal import Decimal
 
-    from trading.exchange import exchange_gateway
+    from trading.gateway import exchange_gateway
     from trading.models import Order
 
     exchange_gateway().create_market_order(
@@ -175,7 +175,7 @@ def test_emergency_close_when_position_opened_by_hand_then_closed_through_a_stor
 def _open_by_hand(symbol: str, side: str, quantity: str) -> None:
     from decimal import Decimal
 
-    from trading.exchange import exchange_gateway
+    from trading.gateway import exchange_gateway
 
     exchange_gateway().create_market_order(
         symbol=symbol,
@@ -202,7 +202,7 @@ def test_emergency_close_when_hand_opened_position_and_order_reads_fail_then_all
     market.set_options(exit_on_flat=exit_on_flat, close_without_position="accept")
     from decimal import Decimal
 
-    from trading.exchange import exchange_gateway
+    from trading.gateway import exchange_gateway
 
     open_position("BTCUSDT", "LONG")  # its exits go with it when it is flat (closePosition)
     _open_by_hand("BNBUSDT", "SELL", "1")  # no record here, no exits

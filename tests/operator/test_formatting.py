@@ -10,8 +10,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
+from core.formatting import duration_text, money_text, price_text, quantity_text
 from tests.guard.conftest import fast_gateway
-from trading.formatting import duration_text, money_text, price_text, quantity_text
 from trading.guard import guard_pass
 from trading.models import Symbol
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.core.management import call_command
 
-from trading.exchange import exchange_gateway
+from trading.gateway import exchange_gateway
 from trading.services import candles_download
 
 

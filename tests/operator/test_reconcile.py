@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from tests.operator.conftest import exchange_order_count, exchange_quantity
-from trading.exchange import exchange_gateway
+from trading.gateway import exchange_gateway
 from trading.models import Order, Position, Symbol
 from trading.reconcile import GRACE_SECONDS
 

@@ -14,8 +14,8 @@ from decimal import Decimal
 import ccxt
 import pytest
 
+from exchange.client import create_ccxt_client
 from paper.testing import PaperControl, PaperExchangeServer
-from trading.exchange_client import create_ccxt_client
 
 BTC = "BTC/USDT:USDT"
 BNB = "BNB/USDT:USDT"

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
+from exchange.gateway import ExchangeGateway
 from risk.models import RiskProfile
 from risk.sizing import allowed_margin, position_margin, position_size
-from trading.exchange import ExchangeGateway
 from trading.models import Symbol
 from trading.services import position_open
 

@@ -6,10 +6,10 @@ from decimal import Decimal
 
 import pytest
 
+from exchange.gateway import ExchangeGateway
 from risk.models import RiskProfile
-from risk.services import PostTradeOutcome, post_trade_check
-from trading.exchange import ExchangeGateway
 from trading.models import Position, Symbol, TradeEvent
+from trading.post_trade import PostTradeOutcome, post_trade_check
 from trading.services import position_open
 
 from .conftest import exchange_exits, exchange_quantity

@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.forms.models import model_to_dict
 from django.test import Client
 
-from monitoring.models import MonitoringSettings
+from core.models import MonitoringSettings
 from risk.models import RiskProfile, RuleChange
 from risk.services import rule_save
 from trading.models import Order, Strategy, Symbol, TradeEvent

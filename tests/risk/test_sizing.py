@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from exchange.rounding import SymbolFilters
 from risk.checks import (
     check_daily_loss,
     check_free_margin,
@@ -17,7 +18,6 @@ from risk.checks import (
 )
 from risk.sizing import allowed_margin, margin_excess, position_margin, position_size
 from trading.models import Symbol
-from trading.rounding import SymbolFilters
 
 D = Decimal
 

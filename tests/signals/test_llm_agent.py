@@ -20,7 +20,7 @@ from signals.services import llm_decide, signal_for_symbol
 from tests.signals.candles import V_TURN
 from tests.signals.conftest import LLM_KEY
 from tests.signals.fake_llm import FakeLlm
-from trading.exchange import exchange_gateway
+from trading.gateway import exchange_gateway
 from trading.models import Strategy, Symbol
 
 PRICE = Decimal("100000")

@@ -17,7 +17,7 @@ from signals.services import signal_for_symbol
 from tests.signals.conftest import LLM_KEY
 from tests.signals.fake_llm import FakeLlm
 from tests.signals.test_llm_agent import _entry, llm_btc  # noqa: F401  (fixture)
-from trading.exchange import exchange_gateway
+from trading.gateway import exchange_gateway
 from trading.models import Symbol
 
 

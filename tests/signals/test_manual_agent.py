@@ -11,7 +11,7 @@ from django.test import Client
 
 from signals.models import ManualSignal, SignalDecision
 from signals.services import manual_signal_claim, manual_signal_create, signal_for_symbol
-from trading.exchange import exchange_gateway
+from trading.gateway import exchange_gateway
 from trading.models import Strategy, Symbol
 
 

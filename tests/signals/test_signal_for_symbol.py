@@ -6,7 +6,7 @@ from typing import Any
 
 from signals.models import SignalDecision
 from signals.services import signal_for_symbol
-from trading.exchange import exchange_gateway
+from trading.gateway import exchange_gateway
 from trading.models import Strategy, Symbol
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from exchange.stream import user_data_stream_factory
 from tests.guard.conftest import (  # noqa: F401 - shared fixtures
     btc,
     fast_gateway,
@@ -18,7 +19,6 @@ from tests.guard.conftest import (  # noqa: F401 - shared fixtures
     guard,
     market,
 )
-from trading.exchange_stream import user_data_stream_factory
 from trading.locks import db_write_lock
 from trading.models import Fill, Position
 from trading.stream_runner import StreamRunner, StreamSettings

@@ -15,8 +15,8 @@ import aiohttp
 import ccxt
 import pytest
 
+from exchange.client import create_ccxt_client, create_ccxt_stream_client
 from paper.testing import PaperControl, PaperExchangeServer
-from trading.exchange_client import create_ccxt_client, create_ccxt_stream_client
 
 BTC = "BTC/USDT:USDT"
 

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
+from exchange.stream import StreamFill
 from tests.guard.conftest import cancel_exit, open_long
 from tests.stream.conftest import closed, ledger_matches_exchange, wait_for
-from trading.exchange_stream import StreamFill
 from trading.locks import db_write_lock
 from trading.models import Fill, Position, TradeEvent
 from trading.stream import stream_fill_apply

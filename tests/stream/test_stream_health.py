@@ -9,11 +9,12 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from monitoring.models import Alert, StreamState
+from monitoring.models import Alert
 from monitoring.sentinel import sentinel_pass
 from tests.guard.conftest import open_long
 from tests.stream.conftest import closed, wait_for
 from trading.locks import db_write_lock
+from trading.models import StreamState
 from trading.stream import stream_state_report
 
 pytestmark = pytest.mark.django_db(transaction=True)

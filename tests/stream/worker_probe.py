@@ -19,7 +19,7 @@ def guard_off() -> None:
 
 
 def wait_stream_connected(*, timeout: float) -> None:
-    from monitoring.models import StreamState
+    from trading.models import StreamState
 
     deadline = time.monotonic() + timeout
     while not StreamState.objects.filter(connected=True).exists():

@@ -6,9 +6,10 @@ from decimal import Decimal
 
 import pytest
 
-from trading.exchange import ExchangeGateway, exchange_gateway
+from exchange.gateway import ExchangeGateway
+from exchange.retry import RetryPolicy
+from trading.gateway import exchange_gateway
 from trading.models import Symbol
-from trading.retry import RetryPolicy
 
 
 class SleepRecorder:

@@ -11,8 +11,8 @@ def run_cycle_after_barrier(barrier: Any, results: Any, env: dict[str, str], sym
     import django
 
     django.setup()
+    from signals.cycles import trade_cycle_run
     from signals.types import Decision
-    from trading.cycles import trade_cycle_run
     from trading.models import Symbol
 
     symbol_id = Symbol.objects.get(name=symbol).pk
@@ -30,8 +30,8 @@ def run_open_after_barrier(
 
     django.setup()
     from risk.models import RiskProfile
+    from signals.cycles import trade_cycle_run
     from signals.types import Decision
-    from trading.cycles import trade_cycle_run
     from trading.models import Symbol
 
     RiskProfile.objects.update(max_open_positions=max_open)

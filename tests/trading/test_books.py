@@ -6,11 +6,12 @@ from decimal import Decimal
 
 import pytest
 
+from exchange.gateway import ExchangeGateway
+from exchange.retry import RetryPolicy
 from risk.models import RiskProfile
-from trading.exchange import ExchangeGateway, exchange_gateway
 from trading.fills import fill_record, positions_books_complete
+from trading.gateway import exchange_gateway
 from trading.models import Fill, Order, Position, Symbol
-from trading.retry import RetryPolicy
 from trading.services import (
     CloseOutcome,
     position_close,

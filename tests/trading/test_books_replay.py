@@ -19,17 +19,18 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from exchange.gateway import ExchangeGateway
+from exchange.retry import RetryPolicy
 from paper.candles import generate, write
 from paper.runtime import PaperExchange
 from paper.testing import PaperControl
 from risk.models import RiskProfile
 from risk.sizing import allowed_margin
 from trading.emergency import emergency_close_all
-from trading.exchange import ExchangeGateway, exchange_gateway
+from trading.gateway import exchange_gateway
 from trading.income import incomes_sync
 from trading.models import Fill, Income, Order, Position, Symbol
 from trading.reconcile import reconcile
-from trading.retry import RetryPolicy
 from trading.services import position_close, position_open, position_record_exchange_close
 from trading.switch import trading_switch_set
 

@@ -17,7 +17,7 @@ from monitoring.models import Alert
 from paper import symbols as paper_symbols
 from risk.models import RiskProfile, RuleChange
 from risk.services import rule_save
-from trading.exchange import exchange_gateway
+from trading.gateway import exchange_gateway
 from trading.models import Symbol
 from trading.services import KLINE_HEADER, candles_download, symbol_sync_filters
 

@@ -12,9 +12,9 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
+from exchange.gateway import ExchangeGateway
+from signals.cycles import CycleOutcome, trade_cycle_run
 from signals.types import Decision
-from trading.cycles import CycleOutcome, trade_cycle_run
-from trading.exchange import ExchangeGateway
 from trading.locks import SymbolBusy, symbol_lock
 from trading.models import Position, Symbol, SymbolLock
 

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
+from exchange.gateway import ExchangeGateway
 from risk.selectors import risk_profile_for_symbol
 from tests.trading.conftest import exchange_exits, exchange_quantity
-from trading.exchange import ExchangeGateway
 from trading.models import Order, Position, Symbol
 from trading.services import OpenOutcome, _entry_intent_create, position_entry_resolve
 
@@ -96,7 +96,7 @@ def test_resolve_when_entry_still_open_on_exchange_then_cancelled_first_and_fail
 def test_resolve_when_exchange_unreadable_then_left_opening_for_next_time(
     market, btc: Symbol, gateway: ExchangeGateway
 ) -> None:
-    from trading.retry import RetryPolicy
+    from exchange.retry import RetryPolicy
 
     position, _ = left_opening(btc)
     market.faults(kind="error", method="GET", path="/fapi/v1/order", status=503, count=1000)

@@ -8,10 +8,11 @@ from decimal import Decimal
 
 import pytest
 
-from trading.errors import OrderRejected, RateLimited
-from trading.exchange import ExchangeGateway, exchange_gateway
+from core.errors import OrderRejected, RateLimited
+from exchange.gateway import ExchangeGateway
+from exchange.retry import RetryPolicy
+from trading.gateway import exchange_gateway
 from trading.models import ExchangeRequest
-from trading.retry import RetryPolicy
 
 
 def requests_to(paper: object, key: str) -> int:

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
+from exchange.gateway import ExchangeGateway
 from risk.models import RiskProfile
-from trading.exchange import ExchangeGateway
 from trading.models import Order, Position, Symbol, TradeEvent
 from trading.services import (
     CloseOutcome,

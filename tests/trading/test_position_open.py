@@ -9,11 +9,12 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from exchange.gateway import ExchangeGateway
+from exchange.retry import RetryPolicy
 from risk.models import RiskProfile
 from risk.services import rule_save
-from trading.exchange import ExchangeGateway, exchange_gateway
+from trading.gateway import exchange_gateway
 from trading.models import ExchangeRequest, Order, Position, Symbol, TradeEvent, TradingSwitch
-from trading.retry import RetryPolicy
 from trading.services import OpenOutcome, position_entry_resolve, position_open
 
 from .conftest import exchange_exits, exchange_quantity

@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from trading.errors import OrderRejected
-from trading.exchange import ExchangeGateway, _account_mode_checked
+from core.errors import OrderRejected
+from exchange.gateway import ExchangeGateway, _account_mode_checked
 from trading.models import Order, Position, Symbol
 from trading.services import OpenOutcome, position_open, position_replace_stop
 

@@ -7,7 +7,7 @@ import random
 import ccxt
 import pytest
 
-from trading.errors import (
+from core.errors import (
     AuthenticationFailed,
     ClockSkew,
     OrderNotFound,
@@ -15,9 +15,9 @@ from trading.errors import (
     RateLimited,
     TemporaryError,
 )
-from trading.errors import ExchangeError as ArenaExchangeError
-from trading.exchange import translate_error
-from trading.retry import RetryPolicy, call_with_retry
+from core.errors import ExchangeError as ArenaExchangeError
+from exchange.gateway import translate_error
+from exchange.retry import RetryPolicy, call_with_retry
 
 
 class FakeClock:
@@ -257,7 +257,7 @@ def _give_up_after(errors: list[Exception], *, recover=None) -> Exception:
 
 
 def test_may_have_acted_when_only_rate_limits_then_false() -> None:
-    from trading.retry import exchange_may_have_acted
+    from exchange.retry import exchange_may_have_acted
 
     error = _give_up_after([RateLimited("429", retry_after=2.0)])
 
@@ -266,7 +266,7 @@ def test_may_have_acted_when_only_rate_limits_then_false() -> None:
 
 
 def test_may_have_acted_when_a_503_came_before_the_429_then_true() -> None:
-    from trading.retry import exchange_may_have_acted
+    from exchange.retry import exchange_may_have_acted
 
     # The 503's request may have been accepted; the 429 after it says nothing about that one.
     error = _give_up_after([TemporaryError("503"), RateLimited("429", retry_after=5.0)])
@@ -275,7 +275,7 @@ def test_may_have_acted_when_a_503_came_before_the_429_then_true() -> None:
 
 
 def test_may_have_acted_when_lookup_after_503_found_nothing_then_false() -> None:
-    from trading.retry import exchange_may_have_acted
+    from exchange.retry import exchange_may_have_acted
 
     error = _give_up_after(
         [TemporaryError("503"), RateLimited("429", retry_after=5.0)], recover=lambda: None
@@ -286,7 +286,7 @@ def test_may_have_acted_when_lookup_after_503_found_nothing_then_false() -> None
 
 
 def test_may_have_acted_when_clock_skew_twice_then_false() -> None:
-    from trading.retry import exchange_may_have_acted
+    from exchange.retry import exchange_may_have_acted
 
     clock = FakeClock()
 
@@ -300,7 +300,7 @@ def test_may_have_acted_when_clock_skew_twice_then_false() -> None:
 
 
 def test_may_have_acted_when_503s_outlast_the_budget_then_true() -> None:
-    from trading.retry import exchange_may_have_acted
+    from exchange.retry import exchange_may_have_acted
 
     error = _give_up_after([TemporaryError("503")], recover=lambda: None)
 
@@ -313,8 +313,8 @@ def test_may_have_acted_when_refused_by_local_weight_budget_then_false_and_nothi
 ) -> None:
     from decimal import Decimal
 
-    from trading.exchange import exchange_gateway
-    from trading.retry import exchange_may_have_acted
+    from exchange.retry import exchange_may_have_acted
+    from trading.gateway import exchange_gateway
 
     gateway = exchange_gateway()
     gateway.fetch_balance()  # one answered request: the gateway knows this minute's weight

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ccxt
 import pytest
 
-from trading.errors import OrderRejected, TemporaryError
-from trading.exchange import (
+from core.errors import OrderRejected, TemporaryError
+from exchange.gateway import (
     CLOSE_POSITION_EXIT_EXISTS,
     NOTHING_TO_CLOSE,
     REDUCE_ONLY_EXCEEDS_POSITION,

@@ -12,8 +12,11 @@ import time
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
+from django.utils import timezone
 
+from core.services import lease_hold, lease_let_go, lease_paused_until
 from monitoring.loop import run_every
+from trading.guard import LEASE_NAME, PROCESS_LEASE_NAME, guard_pass
 
 # A failed pass is tried again this many times, this long apart, before the next interval.
 RETRIES_AFTER_FAILED_PASS = 4
@@ -42,11 +45,6 @@ class Command(BaseCommand):
         self, *args: object, once: bool, interval: float, quiet: bool, **options: object
     ) -> None:
         def one_pass() -> str:
-            from django.utils import timezone
-
-            from monitoring.services import lease_hold, lease_paused_until
-            from trading.guard import LEASE_NAME, PROCESS_LEASE_NAME, guard_pass
-
             # A long-lived process: a connection the database dropped is replaced, not reused.
             close_old_connections()
             lease_hold(name=PROCESS_LEASE_NAME, owner=owner, seconds=interval * 3)
@@ -74,9 +72,6 @@ class Command(BaseCommand):
         try:
             run_every(seconds=interval, once=once, run=one_pass, write=self._write)
         finally:
-            from monitoring.services import lease_let_go
-            from trading.guard import PROCESS_LEASE_NAME
-
             # Beat's guard task takes over at once after a clean stop, not after the hold ends.
             lease_let_go(name=PROCESS_LEASE_NAME, owner=owner)
 

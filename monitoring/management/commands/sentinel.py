@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandParser
 
 from monitoring.loop import run_every
+from monitoring.sentinel import sentinel_pass
 
 
 class Command(BaseCommand):
@@ -20,7 +21,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: object, once: bool, interval: float, **options: object) -> None:
-        from monitoring.sentinel import sentinel_pass
 
         run_every(
             seconds=interval,

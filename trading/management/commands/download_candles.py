@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from trading.errors import ArenaError
+from core.errors import ArenaError
 from trading.services import INTERVAL_MS, candles_download
 
 

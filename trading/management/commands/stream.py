@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from trading.exchange_stream import KEEP_ALIVE_SECONDS, user_data_stream_factory
+from exchange.stream import KEEP_ALIVE_SECONDS, user_data_stream_factory
 from trading.stream_runner import StreamRunner, StreamSettings
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from trading.errors import ArenaError
+from core.errors import ArenaError
 from trading.services import symbol_sync_filters
 
 

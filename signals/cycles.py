@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from core.errors import ArenaError
+from exchange.gateway import ExchangeGateway
+from signals.services import signal_for_symbol
 from signals.types import Decision
-from trading.errors import ArenaError
-from trading.exchange import ExchangeGateway, exchange_gateway
+from trading.gateway import exchange_gateway
 from trading.locks import DEFAULT_TTL_SECONDS, SymbolBusy, symbol_lock
 from trading.models import Position, Symbol
 from trading.selectors import position_open_for_symbol
@@ -87,10 +89,6 @@ def _entry_left_opening_resolve(*, symbol: Symbol, gateway: ExchangeGateway) -> 
 
 
 def _decide(*, symbol: Symbol, gateway: ExchangeGateway) -> Decision:
-    try:
-        from signals.services import signal_for_symbol
-    except ImportError:
-        return Decision(action="HOLD", reason="no signal agent")
     return signal_for_symbol(symbol=symbol, gateway=gateway)
 
 

@@ -1,8 +1,8 @@
-"""Reads of the monitoring data."""
+"""Reads of the watchers' rules and heartbeats."""
 
 from __future__ import annotations
 
-from monitoring.models import Heartbeat, MonitoringSettings
+from core.models import Heartbeat, MonitoringSettings
 
 
 def monitoring_settings() -> MonitoringSettings:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from signals.cycles import trade_cycle_run
 from signals.types import Decision
-from trading.cycles import trade_cycle_run
 from trading.selectors import symbol_get
 
 

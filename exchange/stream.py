@@ -19,9 +19,9 @@ from typing import Any
 import ccxt.pro
 from django.conf import settings
 
-from trading.errors import TemporaryError
-from trading.exchange import Fill, _bool, _dec, _time
-from trading.exchange_client import create_ccxt_stream_client
+from core.errors import TemporaryError
+from exchange.client import create_ccxt_stream_client
+from exchange.gateway import Fill, _bool, _dec, _time
 
 logger = logging.getLogger(__name__)
 

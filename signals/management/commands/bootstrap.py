@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from risk.services import rule_save
+from signals.schedules import cycle_schedules_sync
 from trading.models import Strategy, Symbol
 
 # A local arena's trade cycles run this often, so trades show within a couple of minutes.
@@ -34,8 +35,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        from signals.schedules import cycle_schedules_sync
-
         if Symbol.objects.exists():
             self.stdout.write("Rules already present: defaults not reloaded.")
         else:

@@ -16,14 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import ccxt
-from django.conf import settings
-from django.db import DatabaseError
 from django.utils import timezone
 
-from trading.errors import (
+from core.errors import (
     AuthenticationFailed,
     ClockSkew,
     OperatorActionRequired,
@@ -32,11 +30,8 @@ from trading.errors import (
     RateLimited,
     TemporaryError,
 )
-from trading.errors import ExchangeError as ArenaExchangeError
-from trading.exchange_client import create_ccxt_client
-from trading.locks import db_write_lock
-from trading.models import ExchangeRequest
-from trading.retry import RetryPolicy, call_with_retry, default_retry_policy
+from core.errors import ExchangeError as ArenaExchangeError
+from exchange.retry import RetryPolicy, call_with_retry, default_retry_policy
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +151,49 @@ class SymbolRules:
     max_leverage: int
 
 
+# Binance allows 2,400 weight a minute per IP; the budget stays below it (settings override).
+DEFAULT_WEIGHT_BUDGET_1M = 2000
+
+
+class RequestLog(Protocol):
+    """Where the gateway records each request and finds the wait the exchange asked for.
+
+    The gateway persists nothing itself; the trading app hands in its database log
+    (``trading.request_log.DatabaseRequestLog``), so every worker of every process honours one
+    backoff.
+    """
+
+    def record(
+        self,
+        *,
+        action: str,
+        symbol: str,
+        client_order_id: str,
+        latency_ms: int,
+        error: ArenaExchangeError | None,
+        retry_until: datetime | None,
+    ) -> None: ...
+
+    def backoff_until(self) -> datetime:
+        """The latest wait not over yet; the epoch when none."""
+        ...
+
+    def backoff_lift(self) -> None: ...
+
+
+class UnrecordedRequests:
+    """A request log that keeps nothing (scripts and measurements outside the bot)."""
+
+    def record(self, **kwargs: Any) -> None:
+        return None
+
+    def backoff_until(self) -> datetime:
+        return EPOCH
+
+    def backoff_lift(self) -> None:
+        return None
+
+
 class ExchangeGateway:
     """Binance USDT-M futures through ccxt. Build it with ``exchange_gateway()``.
 
@@ -211,8 +249,12 @@ class ExchangeGateway:
         *,
         client_factory: Callable[[], ccxt.binanceusdm],
         retry_policy: RetryPolicy | None = None,
+        request_log: RequestLog | None = None,
+        weight_budget_1m: int = DEFAULT_WEIGHT_BUDGET_1M,
     ) -> None:
         self._client_factory = client_factory
+        self.request_log = request_log or UnrecordedRequests()
+        self.weight_budget_1m = weight_budget_1m
         self.client = client_factory()
         # ccxt hands every raw answer to this hook: it is how the HTTP status, Retry-After and
         # used weight reach error translation (ccxt itself keeps only the body).
@@ -229,7 +271,12 @@ class ExchangeGateway:
 
         A ccxt client keeps per-request state, so a gateway is used by one thread at a time.
         """
-        twin = ExchangeGateway(client_factory=self._client_factory, retry_policy=self.retry_policy)
+        twin = ExchangeGateway(
+            client_factory=self._client_factory,
+            retry_policy=self.retry_policy,
+            request_log=self.request_log,
+            weight_budget_1m=self.weight_budget_1m,
+        )
         twin.client.options["timeDifference"] = self.client.options.get("timeDifference", 0)
         twin._backoff_until = self._backoff_until
         return twin
@@ -655,7 +702,7 @@ class ExchangeGateway:
         it; it is read once per gateway, and any answered request lifts it.
         """
         if self._backoff_until is None:
-            self._backoff_until = _backoff_recorded()
+            self._backoff_until = self.request_log.backoff_until()
         remaining = (self._backoff_until - timezone.now()).total_seconds()
         if remaining > 0:
             raise RateLimited(
@@ -675,7 +722,7 @@ class ExchangeGateway:
         """
         now_ms = int(time.time() * 1000)
         minute = now_ms // 60_000
-        budget = int(settings.EXCHANGE_WEIGHT_BUDGET_1M)
+        budget = self.weight_budget_1m
         if self._weight_minute == minute and self.weight_used >= budget:
             wait = (minute + 1) * 60 - now_ms / 1000
             raise RateLimited(
@@ -778,14 +825,32 @@ class ExchangeGateway:
             if isinstance(error, RateLimited):
                 retry_until = timezone.now() + timedelta(seconds=error.retry_after)
                 self._backoff_until = retry_until
-            _record(action, symbol, client_order_id, started, error, retry_until)
+            self._record(action, symbol, client_order_id, started, error, retry_until)
             raise error from e
-        _record(action, symbol, client_order_id, started, None)
-        if self._backoff_until is not None and self._backoff_until > _EPOCH:
+        self._record(action, symbol, client_order_id, started, None)
+        if self._backoff_until is not None and self._backoff_until > EPOCH:
             # The wait is over (the policy slept it out): lift it for every worker.
-            self._backoff_until = _EPOCH
-            _backoff_lift()
+            self._backoff_until = EPOCH
+            self.request_log.backoff_lift()
         return result
+
+    def _record(
+        self,
+        action: str,
+        symbol: str,
+        client_order_id: str,
+        started: float,
+        error: ArenaExchangeError | None,
+        retry_until: datetime | None = None,
+    ) -> None:
+        self.request_log.record(
+            action=action,
+            symbol=symbol,
+            client_order_id=client_order_id,
+            latency_ms=int((time.monotonic() - started) * 1000),
+            error=error,
+            retry_until=retry_until,
+        )
 
     def _on_rest_response(
         self,
@@ -806,32 +871,6 @@ class ExchangeGateway:
             self.weight_used = int(used)
             self._weight_minute = int(time.time() * 1000) // 60_000
         return response_body.strip()
-
-
-def exchange_gateway(*, retry_policy: RetryPolicy | None = None) -> ExchangeGateway:
-    """Return the gateway configured by the environment (EXCHANGE=paper|binance).
-
-    Keys come from settings (read from the environment) and go to ccxt only: never logged,
-    never stored.
-    """
-    timeout_ms = int(float(settings.EXCHANGE_TIMEOUT_SECONDS) * 1000)
-    if settings.EXCHANGE == "binance":
-        if not settings.BINANCE_API_KEY or not settings.BINANCE_API_SECRET:
-            raise OperatorActionRequired(
-                "EXCHANGE=binance needs BINANCE_API_KEY and BINANCE_API_SECRET in the environment."
-            )
-        key, secret = settings.BINANCE_API_KEY, settings.BINANCE_API_SECRET
-        base_url, demo = None, bool(settings.BINANCE_DEMO)
-    else:
-        key, secret = settings.PAPER_API_KEY, settings.PAPER_API_SECRET
-        base_url, demo = settings.PAPER_EXCHANGE_URL, False
-
-    def factory() -> ccxt.binanceusdm:
-        return create_ccxt_client(
-            api_key=key, api_secret=secret, base_url=base_url, demo=demo, timeout_ms=timeout_ms
-        )
-
-    return ExchangeGateway(client_factory=factory, retry_policy=retry_policy)
 
 
 # ---------------------------------------------------------------------- error translation
@@ -923,55 +962,7 @@ def _retry_after(headers: Any) -> float:
         return 1.0
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _backoff_recorded() -> datetime:
-    """The latest wait the exchange asked for that is not over yet (the epoch when none)."""
-    try:
-        latest = (
-            ExchangeRequest.objects.filter(retry_until__gt=timezone.now())
-            .order_by("-retry_until")
-            .values_list("retry_until", flat=True)
-            .first()
-        )
-    except DatabaseError:
-        logger.exception("could not read the exchange's backoff from the request log")
-        return _EPOCH
-    return latest or _EPOCH
-
-
-def _backoff_lift() -> None:
-    try:
-        with db_write_lock:
-            ExchangeRequest.objects.filter(retry_until__gt=timezone.now()).update(retry_until=None)
-    except DatabaseError:
-        logger.exception("could not lift the exchange's backoff in the request log")
-
-
-def _record(
-    action: str,
-    symbol: str,
-    client_order_id: str,
-    started: float,
-    error: ArenaExchangeError | None,
-    retry_until: datetime | None = None,
-) -> None:
-    """One insert per request; a failing request log never stops trading."""
-    try:
-        with db_write_lock:
-            ExchangeRequest.objects.create(
-                action=action[:64],
-                symbol=symbol[:32],
-                client_order_id=client_order_id[:36],
-                latency_ms=int((time.monotonic() - started) * 1000),
-                ok=error is None,
-                error_code=None if error is None else error.code,
-                error_message="" if error is None else str(error)[:255],
-                retry_until=retry_until,
-            )
-    except DatabaseError:
-        logger.exception("could not record exchange request %s", action)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # ---------------------------------------------------------------------- parsing

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from django.conf import settings
 
-from trading.errors import ArenaError, ClockSkew, ExchangeError, RateLimited, TemporaryError
+from core.errors import ArenaError, ClockSkew, ExchangeError, RateLimited, TemporaryError
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from monitoring.models import ExchangeView
+from trading.models import ExchangeView
 
 logger = logging.getLogger(__name__)
 VIEW_ID = 1

@@ -1,0 +1,2 @@
+"""The bottom layer: leases, heartbeats, the watchers' rules, the base error, one decimal
+formatter and the notification port. It imports no other project app."""
