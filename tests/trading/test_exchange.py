@@ -181,6 +181,7 @@ def test_fetch_when_minute_weight_budget_used_then_nothing_sent_until_next_minut
     next_minute = (int(time.time()) // 60 + 1) * 60
     time_machine.move_to(datetime.fromtimestamp(next_minute + 1, tz=UTC), tick=True)
     settings.EXCHANGE_WEIGHT_BUDGET_1M = 20
+    gateway = exchange_gateway()  # the budget is read when the gateway is built
     while gateway.weight_used < 20:  # positionRisk weighs 5: four calls reach the budget
         gateway.fetch_positions()
     sent = sum(market.stats()["requests"].values())
