@@ -6,6 +6,7 @@ guard's last read, so the page is safe to reload during an incident, by any numb
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -16,7 +17,8 @@ from core.formatting import money_text, quantity_text
 from core.models import Heartbeat, MonitoringSettings
 from dashboard.models import EquitySnapshot
 from monitoring.models import Alert
-from trading.exchange_view import LastExchangeView, exchange_view_last
+from trading.comparison import SL, TP, exit_on_exchange
+from trading.exchange_view import LastExchangeView, ViewOrder, ViewPosition, exchange_view_last
 from trading.models import Position, Symbol, TradingSwitch
 
 # An SVG path of more points than pixels draws nothing more; thin the series to this many.
@@ -162,10 +164,6 @@ class OpenPositions:
         return sum(known, Decimal(0)) if known else None
 
 
-STOP_TYPES = ("STOP_MARKET", "STOP")
-TAKE_PROFIT_TYPES = ("TAKE_PROFIT_MARKET", "TAKE_PROFIT")
-
-
 def open_positions_with_marks(
     *, view: LastExchangeView | None = None, now: datetime | None = None
 ) -> OpenPositions:
@@ -182,8 +180,16 @@ def open_positions_with_marks(
         .order_by("symbol__name")
     )
     on_exchange = dict(view.positions)
-    stops = {o.symbol for o in view.orders if o.order_type in STOP_TYPES}
-    take_profits = {o.symbol for o in view.orders if o.order_type in TAKE_PROFIT_TYPES}
+    orders: dict[str, list[ViewOrder]] = defaultdict(list)
+    for order in view.orders:
+        orders[order.symbol].append(order)
+
+    def protected(live: ViewPosition | None, kind: str) -> bool:
+        # The one judgement the guard and the sentinel use: an exit of the closing side.
+        return live is not None and exit_on_exchange(
+            held=live, orders=orders.get(live.symbol, ()), kind=kind
+        )
+
     known = view.taken_at is not None
     rows = []
     for position in positions:
@@ -212,8 +218,8 @@ def open_positions_with_marks(
                 position_id=position.id,
                 note=note,
                 filters=position.symbol,
-                stop_on_exchange=name in stops,
-                take_profit_on_exchange=name in take_profits,
+                stop_on_exchange=protected(live, SL),
+                take_profit_on_exchange=protected(live, TP),
             )
         )
     symbols = Symbol.objects.in_bulk(list(on_exchange), field_name="name") if on_exchange else {}
@@ -234,8 +240,8 @@ def open_positions_with_marks(
                 position_id=None,
                 note="on the exchange, no record here",
                 filters=symbols.get(live.symbol),
-                stop_on_exchange=live.symbol in stops,
-                take_profit_on_exchange=live.symbol in take_profits,
+                stop_on_exchange=protected(live, SL),
+                take_profit_on_exchange=protected(live, TP),
             )
         )
     age = view.age_seconds(now=now)

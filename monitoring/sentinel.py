@@ -17,7 +17,6 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from django.utils import timezone
 
@@ -29,21 +28,21 @@ from exchange.gateway import ExchangeGateway, ExchangeOrder, ExchangePosition
 from monitoring.services import alert_raise, alerts_requeue_lost
 from risk.checks import check_daily_loss
 from risk.models import RiskProfile
+from trading.comparison import (
+    EXIT_KIND_NAMES,
+    Divergence,
+    Kind,
+    divergences,
+    exit_sent_recently,
+)
 from trading.gateway import exchange_gateway
-from trading.models import Order, Position, StreamState, Symbol, TradingSwitch
+from trading.models import Position, StreamState, Symbol, TradingSwitch
 from trading.selectors import realized_pnl_today
 
 logger = logging.getLogger(__name__)
 
 LEASE_NAME = "sentinel"
 LEASE_SECONDS = 240
-STOP_TYPES = {"SL": ("STOP_MARKET", "STOP"), "TP": ("TAKE_PROFIT_MARKET", "TAKE_PROFIT")}
-KIND_NAMES = {"SL": "stop-loss", "TP": "take-profit"}
-# An exit placed this recently may still be hidden from open-order queries (Binance: ~30 s).
-FRESH_EXIT = timedelta(seconds=60)
-# Our exit rows that may be on their way or hidden; UNKNOWN (the sender gave up) is not given the
-# benefit of the doubt: a naked position is reported, the guard looks it up.
-IN_FLIGHT = (Order.Status.INTENT, Order.Status.SENT, Order.Status.OPEN)
 
 
 @dataclass(frozen=True)
@@ -242,142 +241,81 @@ def _position_findings(
     now: datetime,
 ) -> list[Finding]:
     """Every symbol with a record or a position on the exchange: any position the exchange
-    holds without both exits, any record whose status the exchange contradicts."""
-    findings: list[Finding] = []
+    holds without both exits, any record whose status the exchange contradicts, drift."""
     by_symbol = {p.symbol.name: p for p in positions}
     configured = {s.name: s for s in symbols} | {p.symbol.name: p.symbol for p in positions}
-    names = set(by_symbol) | set(exchange_positions)
     if set(exchange_positions) - set(configured):
         configured |= {s.name: s for s in Symbol.objects.filter(name__in=set(exchange_positions))}
-    settled = now - FRESH_EXIT
-    for name in sorted(names):
-        symbol = configured.get(name)
-        position = by_symbol.get(name)
-        on_exchange = exchange_positions.get(name)
-        if on_exchange is not None:
-            # The exchange is the truth: whatever the record says, its position needs both exits.
-            findings += _exit_findings(on_exchange, orders.get(name, []), position, symbol, now)
-        if position is None:
-            if on_exchange is not None:
-                findings.append(
-                    Finding(
-                        key=f"sentinel.unrecorded_position.{name}",
-                        severity="critical",
-                        message=f"{name}: {on_exchange.side} {on_exchange.quantity} open on the "
-                        "exchange with no record here.",
-                        symbol=symbol,
-                    )
-                )
-            continue
-        young = position.opened_at > settled
-        if on_exchange is None:
-            if young:
-                continue  # its entry may be in flight, or its close being recorded
-            findings.append(
-                Finding(
-                    key=f"sentinel.position_missing.{name}",
-                    severity="warning",
-                    message=f"{name}: {position.status} here ({position.side} "
-                    f"{position.quantity}) but flat on the exchange; the guard should "
-                    + (
-                        "resolve the entry."
-                        if position.status == Position.Status.OPENING
-                        else "record the close."
-                    ),
-                    symbol=symbol,
-                )
-            )
-            continue
-        if position.status != Position.Status.OPEN:
-            if not young:
-                findings.append(
-                    Finding(
-                        key=f"sentinel.status_contradicted.{name}",
-                        severity="critical",
-                        message=f"{name}: {position.status} here, but the exchange holds "
-                        f"{on_exchange.side} {on_exchange.quantity}.",
-                        symbol=symbol,
-                    )
-                )
-            continue
-        findings += _drift_findings(rules, position, on_exchange)
-    return findings
+
+    found = divergences(
+        held=exchange_positions,
+        orders=orders,
+        records=by_symbol,
+        now=now,
+        exit_on_its_way=lambda position, kind: exit_sent_recently(position, kind, now=now),
+        pnl_drift_limit=rules.pnl_drift_usd,
+    )
+    return [_finding(d, configured.get(d.symbol), rules) for d in found]
 
 
-def _exit_findings(
-    on_exchange: ExchangePosition,
-    orders: list[ExchangeOrder],
-    position: Position | None,
-    symbol: Symbol | None,
-    now: datetime,
-) -> list[Finding]:
-    """A missing exit of the side that closes what the exchange holds (exits of the other side,
-    left from before a flip, do not count). Our own exit placed within ``FRESH_EXIT`` may still
-    be hidden from the open-order lists, and is given that long."""
-    closing_side = "SELL" if on_exchange.side == Position.Side.LONG else "BUY"
-    name = on_exchange.symbol
-    findings = []
-    for kind in ("SL", "TP"):
-        present = any(
-            o.side == closing_side
-            and o.order_type in STOP_TYPES[kind]
-            and (o.close_position or o.reduce_only)
-            for o in orders
+def _finding(divergence: Divergence, symbol: Symbol | None, rules: MonitoringSettings) -> Finding:
+    name, live, position = divergence.symbol, divergence.held, divergence.record
+    if divergence.kind == Kind.EXIT_MISSING:
+        status = position.status if position is not None else "no record here"
+        return Finding(
+            key=f"sentinel.exit_missing.{name}.{divergence.exit_kind}",
+            severity="critical",
+            message=f"{name} {live.side} ({status}): no "
+            f"{EXIT_KIND_NAMES[divergence.exit_kind]} on the exchange.",
+            symbol=symbol,
         )
-        fresh = position is not None and any(
-            o.purpose == kind
-            and o.side == closing_side
-            and o.status in IN_FLIGHT
-            and o.created_at > now - FRESH_EXIT
-            for o in position.orders.all()
+    if divergence.kind == Kind.UNRECORDED_POSITION:
+        return Finding(
+            key=f"sentinel.unrecorded_position.{name}",
+            severity="critical",
+            message=f"{name}: {live.side} {live.quantity} open on the exchange with no record "
+            "here.",
+            symbol=symbol,
         )
-        if not present and not fresh:
-            status = position.status if position is not None else "no record here"
-            findings.append(
-                Finding(
-                    key=f"sentinel.exit_missing.{name}.{kind}",
-                    severity="critical",
-                    message=f"{name} {on_exchange.side} ({status}): no {KIND_NAMES[kind]} on "
-                    "the exchange.",
-                    symbol=symbol,
-                )
-            )
-    return findings
-
-
-def _drift_findings(
-    rules: MonitoringSettings, position: Position, on_exchange: ExchangePosition
-) -> list[Finding]:
-    name = position.symbol.name
-    if on_exchange.side != position.side or on_exchange.quantity != position.quantity:
-        return [
-            Finding(
-                key=f"sentinel.position_mismatch.{name}",
-                severity="critical",
-                message=f"{name}: here {position.side} {position.quantity}, on the exchange "
-                f"{on_exchange.side} {on_exchange.quantity}.",
-                symbol=position.symbol,
-            )
-        ]
-    if position.entry_price is None:
-        return []
-    direction = Decimal(1) if position.side == Position.Side.LONG else Decimal(-1)
-    ours = (on_exchange.mark_price - position.entry_price) * position.quantity * direction
-    drift = abs(ours - on_exchange.unrealized_pnl)
-    if drift <= rules.pnl_drift_usd:
-        return []
-    return [
-        Finding(
-            key=f"sentinel.pnl_drift.{name}",
+    if divergence.kind == Kind.POSITION_MISSING:
+        return Finding(
+            key=f"sentinel.position_missing.{name}",
             severity="warning",
-            message=f"{name}: unrealized PnL here {ours:.2f} USDT, on the exchange "
-            f"{on_exchange.unrealized_pnl:.2f} USDT (drift {drift:.2f} > "
-            f"{rules.pnl_drift_usd.normalize():f}); entry here "
-            f"{position.entry_price.normalize():f}, on the exchange "
-            f"{on_exchange.entry_price.normalize():f}.",
-            symbol=position.symbol,
+            message=f"{name}: {position.status} here ({position.side} "
+            f"{position.quantity}) but flat on the exchange; the guard should "
+            + (
+                "resolve the entry."
+                if position.status == Position.Status.OPENING
+                else "record the close."
+            ),
+            symbol=symbol,
         )
-    ]
+    if divergence.kind == Kind.STATUS_CONTRADICTED:
+        return Finding(
+            key=f"sentinel.status_contradicted.{name}",
+            severity="critical",
+            message=f"{name}: {position.status} here, but the exchange holds "
+            f"{live.side} {live.quantity}.",
+            symbol=symbol,
+        )
+    if divergence.kind == Kind.QUANTITY_MISMATCH:
+        return Finding(
+            key=f"sentinel.position_mismatch.{name}",
+            severity="critical",
+            message=f"{name}: here {position.side} {position.quantity}, on the exchange "
+            f"{live.side} {live.quantity}.",
+            symbol=symbol,
+        )
+    return Finding(
+        key=f"sentinel.pnl_drift.{name}",
+        severity="warning",
+        message=f"{name}: unrealized PnL here {divergence.ours:.2f} USDT, on the exchange "
+        f"{live.unrealized_pnl:.2f} USDT (drift {divergence.drift:.2f} > "
+        f"{rules.pnl_drift_usd.normalize():f}); entry here "
+        f"{position.entry_price.normalize():f}, on the exchange "
+        f"{live.entry_price.normalize():f}.",
+        symbol=symbol,
+    )
 
 
 def _switch_findings(*, positions: list[Position], now: datetime) -> list[Finding]:

@@ -39,6 +39,8 @@ class ViewOrder:
     order_type: str
     side: str
     stop_price: Decimal | None
+    reduce_only: bool = False
+    close_position: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ def exchange_view_store(
             "order_type": o.order_type,
             "side": o.side,
             "stop_price": None if o.stop_price is None else str(o.stop_price),
+            "reduce_only": bool(o.reduce_only),
+            "close_position": bool(o.close_position),
         }
         for symbol_orders in orders.values()
         for o in symbol_orders
@@ -116,6 +120,8 @@ def exchange_view_last() -> LastExchangeView:
             order_type=o["order_type"],
             side=o["side"],
             stop_price=None if o["stop_price"] is None else Decimal(o["stop_price"]),
+            reduce_only=bool(o.get("reduce_only", False)),
+            close_position=bool(o.get("close_position", False)),
         )
         for o in row.orders
     ]

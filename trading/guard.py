@@ -67,6 +67,7 @@ from exchange.rounding import ExitTooClose, exit_prices, round_price_down, round
 from risk.models import RiskProfile
 from risk.sizing import position_excess
 from trading import services as order_path
+from trading.comparison import EXIT_KIND_NAMES, exit_on_exchange
 from trading.exchange_view import exchange_view_store
 from trading.gateway import exchange_gateway
 from trading.locks import SymbolBusy, symbol_lock, symbol_lock_held_by_live_process
@@ -95,8 +96,7 @@ GUARD_RETRY_SECONDS = 2.0
 SL = ProtectionState.Kind.STOP_LOSS
 TP = ProtectionState.Kind.TAKE_PROFIT
 UNKNOWN = ProtectionState.Kind.UNKNOWN_POSITION
-KIND_NAMES = {SL: "stop-loss", TP: "take-profit"}
-STOP_TYPES = {SL: ("STOP_MARKET", "STOP"), TP: ("TAKE_PROFIT_MARKET", "TAKE_PROFIT")}
+KIND_NAMES = EXIT_KIND_NAMES
 # Exchange statuses of an order that still protects (or is firing right now).
 WORKING = ("NEW", "PARTIALLY_FILLED", "TRIGGERING")
 
@@ -764,13 +764,7 @@ def _exit_place(
 def _exit_on_exchange(ctx: _Pass, live: ExchangePosition, kind: str) -> bool:
     """True when an open order on the exchange closes the position the exchange holds (its
     side, whatever ours says) at a stop or target of this kind."""
-    closing_side = "SELL" if live.side == Position.Side.LONG else "BUY"
-    return any(
-        order.side == closing_side
-        and order.order_type in STOP_TYPES[kind]
-        and (order.close_position or order.reduce_only)
-        for order in ctx.snapshot.orders.get(live.symbol, ())
-    )
+    return exit_on_exchange(held=live, orders=ctx.snapshot.orders.get(live.symbol, ()), kind=kind)
 
 
 def _own_exit_lookup(

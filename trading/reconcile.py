@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -22,6 +23,14 @@ from django.utils import timezone
 from core.errors import ArenaError
 from exchange.gateway import ExchangeGateway, ExchangeOrder, ExchangePosition
 from trading.books_reconcile import books_differences
+from trading.comparison import (
+    EXIT_KIND_NAMES,
+    SETTLE_GRACE,
+    Divergence,
+    Kind,
+    divergences,
+    exit_sent_recently,
+)
 from trading.differences import (
     CLOSED_ON_EXCHANGE,
     EXIT_MISSING,
@@ -42,7 +51,7 @@ from trading.services import position_record_exchange_close
 
 logger = logging.getLogger(__name__)
 
-GRACE_SECONDS = 60
+GRACE_SECONDS = int(SETTLE_GRACE.total_seconds())
 ACTOR = "reconcile"
 
 # Exchange order statuses and what they mean for our row.
@@ -115,44 +124,54 @@ class _Comparison:
         positions = list(
             Position.objects.filter(status__in=Position.OPEN_STATUSES)
             .select_related("symbol")
+            .prefetch_related("orders")
             .order_by("symbol__name")
         )
         recorded = {p.symbol.name: p for p in positions}
         open_ids = {o.client_order_id for o in self.exchange_orders}
-        for position in positions:
-            self._position(position)
-        for symbol, live in sorted(self.on_exchange.items()):
-            if symbol not in recorded:
-                self._add(
-                    UNKNOWN_POSITION,
-                    symbol,
-                    f"{live.side} {_plain(live.quantity)} @ {_plain(live.entry_price)} on the "
-                    "exchange, no record here (the guard's unknown-position rule applies)",
-                )
-                self._exits(symbol, live, "no record here")
+        orders: dict[str, list[ExchangeOrder]] = defaultdict(list)
+        for order in self.exchange_orders:
+            orders[order.symbol].append(order)
+        found = divergences(
+            held=self.on_exchange,
+            orders=orders,
+            records=recorded,
+            now=self.now,
+            exit_on_its_way=self._exit_on_its_way,
+        )
+        for divergence in found:
+            self._divergence(divergence)
         self._orders_not_listed(open_ids)
         self._exchange_orders(recorded)
 
-    # --- positions -------------------------------------------------------------------------
-    def _position(self, position: Position) -> None:
-        symbol = position.symbol.name
-        live = self.on_exchange.get(symbol)
-        settled = position.opened_at <= self.settled_before
+    def _exit_on_its_way(self, position: Position, kind: str) -> bool:
+        """An entry younger than the grace is still the opening cycle's to protect; an exit sent
+        within it may be hidden from the open-order lists (the sentinel's rule too)."""
         if position.status == Position.Status.OPENING:
-            if not settled:
-                return
-            if live is None:
+            return position.opened_at > self.settled_before
+        return exit_sent_recently(position, kind, now=self.now)
+
+    # --- positions -------------------------------------------------------------------------
+    def _divergence(self, divergence: Divergence) -> None:
+        symbol, live, position = divergence.symbol, divergence.held, divergence.record
+        if divergence.kind == Kind.EXIT_MISSING:
+            whose = f"position {position.id}" if position is not None else "no record here"
+            self._add(
+                EXIT_MISSING,
+                symbol,
+                f"no {EXIT_KIND_NAMES[divergence.exit_kind]} closing the {live.side} on the "
+                f"exchange ({whose}; the guard places it)",
+            )
+        elif divergence.kind == Kind.UNRECORDED_POSITION:
+            self._add(
+                UNKNOWN_POSITION,
+                symbol,
+                f"{live.side} {_plain(live.quantity)} @ {_plain(live.entry_price)} on the "
+                "exchange, no record here (the guard's unknown-position rule applies)",
+            )
+        elif divergence.kind == Kind.POSITION_MISSING:
+            if position.status == Position.Status.OPENING:
                 self._lost_entry(position)
-            else:
-                self._add(
-                    UNRECORDED_ENTRY,
-                    symbol,
-                    f"position {position.id} is still OPENING but the exchange holds "
-                    f"{live.side} {_plain(live.quantity)}",
-                )
-            return
-        if live is None:
-            if not settled:
                 return
             difference = self._add(
                 CLOSED_ON_EXCHANGE,
@@ -163,42 +182,29 @@ class _Comparison:
             )
             if self.repair:
                 self._under_lock(difference, position, self._record_close)
-            return
-        if live.side != position.side or live.quantity != position.quantity:
+        elif divergence.kind == Kind.STATUS_CONTRADICTED:
+            if position.status == Position.Status.OPENING:
+                self._add(
+                    UNRECORDED_ENTRY,
+                    symbol,
+                    f"position {position.id} is still OPENING but the exchange holds "
+                    f"{live.side} {_plain(live.quantity)}",
+                )
+            else:
+                self._add(
+                    STATUS_CONTRADICTED,
+                    symbol,
+                    f"position {position.id} is {position.status} here but the exchange still "
+                    f"holds {live.side} {_plain(live.quantity)} (the guard reopens, protects "
+                    "and closes it)",
+                )
+        elif divergence.kind == Kind.QUANTITY_MISMATCH:
             self._add(
                 MISMATCH,
                 symbol,
                 f"here {position.side} {_plain(position.quantity)}, exchange {live.side} "
                 f"{_plain(live.quantity)}",
             )
-        if position.status == Position.Status.CLOSING and settled:
-            self._add(
-                STATUS_CONTRADICTED,
-                symbol,
-                f"position {position.id} is CLOSING here but the exchange still holds "
-                f"{live.side} {_plain(live.quantity)} (the guard reopens, protects and closes it)",
-            )
-        self._exits(symbol, live, f"position {position.id}")
-
-    def _exits(self, symbol: str, live: ExchangePosition, whose: str) -> None:
-        """Both exits of the side that closes what the exchange holds, whatever the record."""
-        closing = "SELL" if live.side == Position.Side.LONG else "BUY"
-        here = [
-            o
-            for o in self.exchange_orders
-            if o.symbol == symbol and o.side == closing and (o.close_position or o.reduce_only)
-        ]
-        for kind, types in (
-            ("stop-loss", ("STOP_MARKET", "STOP")),
-            ("take-profit", ("TAKE_PROFIT_MARKET", "TAKE_PROFIT")),
-        ):
-            if not any(o.order_type in types for o in here):
-                self._add(
-                    EXIT_MISSING,
-                    symbol,
-                    f"no {kind} closing the {live.side} on the exchange ({whose}; the guard "
-                    "places it)",
-                )
 
     def _lost_entry(self, position: Position) -> None:
         entries = list(
