@@ -318,7 +318,7 @@ def test_may_have_acted_when_refused_by_local_weight_budget_then_false_and_nothi
 
     gateway = exchange_gateway()
     gateway.fetch_balance()  # one answered request: the gateway knows this minute's weight
-    settings.EXCHANGE_WEIGHT_BUDGET_1M = 1
+    gateway.weight_budget_1m = 1  # as if built with EXCHANGE_WEIGHT_BUDGET_1M=1
     sent_before = sum(paper.stats()["requests"].values())
 
     with pytest.raises(RateLimited) as raised:
