@@ -9,6 +9,7 @@ from monitoring.models import (
     Lease,
     MonitoringSettings,
     ProtectionState,
+    StreamState,
 )
 from monitoring.services import alerts_acknowledge, protection_clear
 from risk.admin import RuleHistoryAdmin
@@ -135,3 +136,21 @@ class LeaseAdmin(ReadOnlyAdmin):
 class AlertThrottleAdmin(ReadOnlyAdmin):
     list_display = ("key", "last_raised_at")
     search_fields = ("key",)
+
+
+@admin.register(StreamState)
+class StreamStateAdmin(ReadOnlyAdmin):
+    """Written by the stream process every few seconds; a hand edit would only be overwritten."""
+
+    list_display = (
+        "name",
+        "connected",
+        "since",
+        "updated_at",
+        "last_event_at",
+        "lag_ms",
+        "events",
+        "reconciles",
+        "last_reconcile_at",
+        "error",
+    )
