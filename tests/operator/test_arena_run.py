@@ -50,6 +50,11 @@ def _book(env: dict[str, str]) -> dict:
     return json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
 
 
+def _book_with_closes(env: dict[str, str]) -> dict | None:
+    book = _book(env)
+    return book if book["closed"] >= CLOSES_WANTED else None
+
+
 def _closes_in_log(log: Path) -> tuple[int, int]:
     """Closes recorded, and of them by the stream from a fill, as the processes printed them.
 
@@ -78,15 +83,14 @@ def test_make_run_when_replayed_fast_then_trades_closed_from_the_stream_and_no_a
             log=log,
             process=process,
         )
-        # The log line follows the commit; the probe confirms it from the database.
-        wait_for(
-            lambda: _book(env)["closed"] >= CLOSES_WANTED,
+        # The log line follows the commit; the probe (once, as a rule) reads it in the database.
+        book = wait_for(
+            lambda: _book_with_closes(env),
             timeout=60,
             what=f"{CLOSES_WANTED} closed positions in the database",
             log=log,
             process=process,
         )
-        book = _book(env)
     finally:
         stop_output = ctrl_c(process, log)
 
