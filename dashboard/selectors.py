@@ -1,4 +1,5 @@
-"""Reads for the dashboard: equity chart, positions with marks, closes, heartbeats, alerts.
+"""Reads for the dashboard: equity chart, positions with marks, closes, heartbeats, the user
+data stream, alerts.
 
 Nothing here writes, and nothing asks the exchange: marks and unrealized PnL come from the
 guard's last read, so the page is safe to reload during an incident, by any number of people.
@@ -17,9 +18,11 @@ from core.formatting import money_text, quantity_text
 from core.models import Heartbeat, MonitoringSettings
 from dashboard.models import EquitySnapshot
 from monitoring.models import Alert
+from monitoring.sentinel import STREAM_DOWN_AFTER
 from trading.comparison import SL, TP, exit_on_exchange
 from trading.exchange_view import LastExchangeView, ViewOrder, ViewPosition, exchange_view_last
-from trading.models import Position, Symbol, TradingSwitch
+from trading.models import Position, StreamState, Symbol, TradingSwitch
+from trading.stream import STOPPED
 
 # An SVG path of more points than pixels draws nothing more; thin the series to this many.
 CHART_MAX_POINTS = 720
@@ -308,6 +311,76 @@ def heartbeats_latest(*, now: datetime | None = None) -> list[HeartbeatRow]:
             )
         )
     return rows
+
+
+@dataclass(frozen=True)
+class StreamStateRow:
+    """The user data stream as its process last reported it, judged against the sentinel's
+    limit: ``state`` is connected, reconnecting, down or never ran."""
+
+    state: str
+    since: datetime | None = None  # connected or disconnected since
+    reported_at: datetime | None = None
+    report_age_seconds: int | None = None
+    last_event_at: datetime | None = None
+    last_event_age_seconds: int | None = None
+    lag_ms: int | None = None  # the latest event: the exchange's event time to its receipt
+    events: int = 0
+    reconciles: int = 0
+    last_reconcile_at: datetime | None = None
+    last_reconcile_age_seconds: int | None = None
+    error: str = ""
+    stale: bool = False  # no report for longer than the sentinel lets the stream be down
+
+    @property
+    def bad(self) -> bool:
+        return self.state == STREAM_DOWN
+
+
+STREAM_CONNECTED = "connected"
+STREAM_RECONNECTING = "reconnecting"
+STREAM_DOWN = "down"
+STREAM_NEVER_RAN = "never ran"
+
+
+def stream_state_latest(*, now: datetime | None = None) -> StreamStateRow:
+    """The stream's state for the dashboard.
+
+    Down once it has been disconnected, or silent, for longer than the sentinel's
+    ``STREAM_DOWN_AFTER`` (the same limit its alert uses), or when it was stopped; before that,
+    a disconnected stream is reconnecting with backoff. Never ran: no process ever reported,
+    and the guard's passes record every close without it.
+    """
+    now = now or timezone.now()
+    row = StreamState.objects.order_by("id").first()
+    if row is None:
+        return StreamStateRow(state=STREAM_NEVER_RAN)
+
+    def age(moment: datetime | None) -> int | None:
+        return None if moment is None else int((now - moment).total_seconds())
+
+    stale = now - row.updated_at > STREAM_DOWN_AFTER
+    if row.connected and not stale:
+        state = STREAM_CONNECTED
+    elif stale or row.error == STOPPED or now - row.since > STREAM_DOWN_AFTER:
+        state = STREAM_DOWN
+    else:
+        state = STREAM_RECONNECTING
+    return StreamStateRow(
+        state=state,
+        since=row.since,
+        reported_at=row.updated_at,
+        report_age_seconds=age(row.updated_at),
+        last_event_at=row.last_event_at,
+        last_event_age_seconds=age(row.last_event_at),
+        lag_ms=row.lag_ms,
+        events=row.events,
+        reconciles=row.reconciles,
+        last_reconcile_at=row.last_reconcile_at,
+        last_reconcile_age_seconds=age(row.last_reconcile_at),
+        error=row.error,
+        stale=stale,
+    )
 
 
 def alerts_open(*, limit: int = 20) -> tuple[list[Alert], int]:

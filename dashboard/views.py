@@ -90,6 +90,7 @@ def _live_context(request: HttpRequest) -> dict[str, object]:
         "closes": selectors.recent_closes(),
         "pnl_today": daily_pnl(),
         "heartbeats": selectors.heartbeats_latest(),
+        "stream": selectors.stream_state_latest(),
         "alerts": alerts[0] if alerts is not None else None,
         "alerts_count": alerts[1] if alerts is not None else 0,
         "switch": selectors.trading_switch_current(),

@@ -6,7 +6,7 @@ from core.models import Heartbeat, Lease, MonitoringSettings
 from monitoring.models import Alert, AlertThrottle
 from monitoring.services import alerts_acknowledge, protection_clear
 from risk.admin import RuleHistoryAdmin
-from trading.models import ProtectionState
+from trading.models import ProtectionState, StreamState
 
 
 @admin.register(MonitoringSettings)
@@ -130,3 +130,21 @@ class LeaseAdmin(ReadOnlyAdmin):
 class AlertThrottleAdmin(ReadOnlyAdmin):
     list_display = ("key", "last_raised_at")
     search_fields = ("key",)
+
+
+@admin.register(StreamState)
+class StreamStateAdmin(ReadOnlyAdmin):
+    """Written by the stream process every few seconds; a hand edit would only be overwritten."""
+
+    list_display = (
+        "name",
+        "connected",
+        "since",
+        "updated_at",
+        "last_event_at",
+        "lag_ms",
+        "events",
+        "reconciles",
+        "last_reconcile_at",
+        "error",
+    )

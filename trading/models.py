@@ -696,6 +696,9 @@ class StreamState(models.Model):
     reconciles = models.PositiveIntegerField(
         default=0, help_text="REST reconciles of a gap (reconnect, expired key, restart)."
     )
+    last_reconcile_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its latest REST reconcile finished."
+    )
     error = models.CharField(max_length=255, blank=True)
 
     class Meta:

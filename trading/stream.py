@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 ACTOR = "stream"
 STREAM_NAME = "user-data"
+# The error the process stores when it stops on purpose: down, and not coming back by itself.
+STOPPED = "stopped"
 # Our orders whose fill closes a position on the exchange without the order path recording it.
 EXCHANGE_CLOSES = (Order.Purpose.STOP_LOSS, Order.Purpose.TAKE_PROFIT, Order.Purpose.LIQUIDATION)
 
@@ -144,6 +146,7 @@ def stream_state_report(
     lag_ms: int | None = None,
     events: int | None = None,
     reconciles: int | None = None,
+    last_reconcile_at: datetime | None = None,
     error: str = "",
     now: datetime | None = None,
 ) -> StreamState:
@@ -164,6 +167,8 @@ def stream_state_report(
         changes["events"] = events
     if reconciles is not None:
         changes["reconciles"] = reconciles
+    if last_reconcile_at is not None:
+        changes["last_reconcile_at"] = last_reconcile_at
     StreamState.objects.filter(pk=state.pk).update(**changes)
     for name, value in changes.items():
         setattr(state, name, value)

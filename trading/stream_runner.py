@@ -26,7 +26,12 @@ from exchange.gateway import ExchangeGateway
 from exchange.stream import StreamFill, StreamLost, UserDataStream
 from trading.gateway import exchange_gateway
 from trading.locks import db_write_lock
-from trading.stream import stream_fill_apply, stream_gap_reconcile, stream_state_report
+from trading.stream import (
+    STOPPED,
+    stream_fill_apply,
+    stream_gap_reconcile,
+    stream_state_report,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +58,7 @@ class StreamCounters:
     closes_recorded: int = 0  # from events
     reconcile_closes: int = 0  # by a REST reconcile of a gap
     reconciles: int = 0
+    last_reconcile_at: datetime | None = None
     connects: int = 0
     last_event_at: datetime | None = None
     lag_ms: int | None = None
@@ -134,7 +140,7 @@ class StreamRunner:
                 delay = min(delay * 2, self.settings.backoff_max)
         finally:
             await self._settle()
-            await self._report(connected=False, error="stopped")
+            await self._report(connected=False, error=STOPPED)
             for lane in range(len(self._lanes)):
                 await self._db(close_old_connections, lane=lane)
             for executor in self._lanes:
@@ -202,6 +208,7 @@ class StreamRunner:
     async def _reconcile(self) -> None:
         report = await self._db(stream_gap_reconcile, gateway=self._gateways[0])
         self.counters.reconciles += 1
+        self.counters.last_reconcile_at = timezone.now()
         self.counters.reconcile_closes += len(report.closed)
         if report.closed:
             logger.info("[Stream] reconcile recorded %d close(s)", len(report.closed))
@@ -216,6 +223,7 @@ class StreamRunner:
                 lag_ms=c.lag_ms,
                 events=c.events,
                 reconciles=c.reconciles,
+                last_reconcile_at=c.last_reconcile_at,
                 error=error,
             )
 

@@ -41,6 +41,21 @@ print(json.dumps({
 """
 
 
+# Not passed on to ``make run``: the test's own settings and services, and what the test settings
+# put in the environment (DEBUG=0 would make the web process refuse to start without collected
+# static files; ``make run`` is development, where the local settings turn DEBUG on).
+NOT_INHERITED = {
+    "DJANGO_SETTINGS_MODULE",
+    "REDIS_URL",
+    "PAPER_EXCHANGE_URL",
+    "PAPER_STREAM_URL",
+    "MAKEFLAGS",
+    "DEBUG",
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -49,11 +64,7 @@ def free_port() -> int:
 
 def arena_env_for(tmp_path: Path, *, speed: int) -> dict[str, str]:
     """The environment of a ``make run`` of the test's own (``speed``: PAPER_SPEED)."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"DJANGO_SETTINGS_MODULE", "REDIS_URL", "PAPER_EXCHANGE_URL", "MAKEFLAGS"}
-    }
+    env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
     paper_port = free_port()
     env.update(
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
@@ -61,6 +72,8 @@ def arena_env_for(tmp_path: Path, *, speed: int) -> dict[str, str]:
         PAPER_STATE=str(tmp_path / "paper-state.json"),
         WEB_PORT=str(free_port()),
         PAPER_PORT=str(paper_port),
+        # Not the Makefile's PAPER_PORT + 1: that port may be taken.
+        PAPER_STREAM_PORT=str(free_port()),
         PAPER_SPEED=str(speed),
         PYTHONUNBUFFERED="1",
         LLM_API_URL="",
@@ -70,7 +83,12 @@ def arena_env_for(tmp_path: Path, *, speed: int) -> dict[str, str]:
 
 
 def manage(env: dict[str, str], *args: str, timeout: float = 120) -> str:
-    env = {**env, "PAPER_EXCHANGE_URL": f"http://127.0.0.1:{env['PAPER_PORT']}"}
+    # The settings ``make run`` gives its processes: what they see, the probe sees.
+    env = {
+        **env,
+        "DJANGO_SETTINGS_MODULE": "arena.settings.local",
+        "PAPER_EXCHANGE_URL": f"http://127.0.0.1:{env['PAPER_PORT']}",
+    }
     result = subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -89,12 +107,26 @@ def exchange_state(env: dict[str, str]) -> dict[str, Any]:
     return json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
 
 
-def wait_for(predicate: Any, *, timeout: float, what: str, log: Path) -> Any:
+def wait_for(
+    predicate: Any,
+    *,
+    timeout: float,
+    what: str,
+    log: Path,
+    process: subprocess.Popen[bytes] | None = None,
+) -> Any:
+    """Poll ``predicate`` until true; fail at ``timeout``, or at once when ``process`` (make
+    run) has exited: nothing it waits for can happen any more."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
+        if process is not None and process.poll() is not None:
+            pytest.fail(
+                f"make run exited (code {process.returncode}) while waiting for {what}; "
+                f"output:\n{log.read_text(errors='replace')[-5000:]}"
+            )
         time.sleep(0.5)
     pytest.fail(f"timed out waiting for {what}; output:\n{log.read_text(errors='replace')[-5000:]}")
 
@@ -114,6 +146,7 @@ def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         timeout=START_SECONDS,
         what="the worker to be ready",
         log=log,
+        process=process,
     )
     return process
 

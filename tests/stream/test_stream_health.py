@@ -48,6 +48,7 @@ def test_stream_when_running_and_a_fill_arrives_then_state_shows_connected_last_
     assert state.last_event_at is not None and state.lag_ms is not None
     assert 0 <= state.lag_ms < 1000
     assert state.reconciles >= 1
+    assert state.last_reconcile_at is not None
     running.stop()
     state.refresh_from_db()
     assert not state.connected and state.error == "stopped"
