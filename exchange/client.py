@@ -1,6 +1,6 @@
 """Construct the ccxt client for Binance USDT-M futures or the paper exchange.
 
-This module, ``trading.exchange`` and ``trading.exchange_stream`` (the user data stream) are
+This module, ``exchange.gateway`` and ``exchange.stream`` (the user data stream) are
 the only places that import ccxt.
 """
 

@@ -1,8 +1,8 @@
-"""The one door to the exchange: wraps ccxt's binanceusdm, translates its errors, records requests.
+"""The one door to the exchange: wraps ccxt's binanceusdm, translates its errors, hands every
+request to the request log it was given (it persists nothing itself).
 
-CONTRACT (implemented by the order-path work; the guard, cycles and sentinel rely on it):
-every method performs a fixed, documented number of requests, retries only temporary errors
-through the one retry policy (``trading.retry``), raises only ``trading.errors`` exceptions, and
+Every method performs a fixed, documented number of requests, retries only temporary errors
+through the one retry policy (``exchange.retry``), raises only ``core.errors`` exceptions, and
 returns the dataclasses below with ``Decimal`` for every price, quantity and amount.
 """
 
@@ -805,7 +805,7 @@ class ExchangeGateway:
     def _attempt(
         self, action: str, request: Callable[[], Any], symbol: str, client_order_id: str
     ) -> Any:
-        """Send one request, record it, and translate a failure into ``trading.errors``."""
+        """Send one request, record it, and translate a failure into ``core.errors``."""
         self._last.status = None
         self._last.headers = None
         self._last.body = None
@@ -918,7 +918,7 @@ def translate_error(
     headers: Any = None,
     body: str | None = None,
 ) -> ArenaExchangeError:
-    """Map a ccxt exception (with the raw answer, when there was one) to ``trading.errors``.
+    """Map a ccxt exception (with the raw answer, when there was one) to ``core.errors``.
 
     Order of evidence: Binance's code, then the HTTP status, then ccxt's class.
     """

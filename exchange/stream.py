@@ -1,6 +1,6 @@
 """The user data stream's door to the exchange: ccxt's WebSocket client for ``binanceusdm``.
 
-Like ``trading.exchange`` for REST, this is where ccxt's stream is called and its errors become
+Like ``exchange.gateway`` for REST, this is where ccxt's stream is called and its errors become
 ours. One :class:`UserDataStream` is one connection's life: ``open`` creates (or extends) the
 listen key and connects; ``next_fills`` waits for the next fills; any error means the
 connection is gone, and the caller builds a new stream after a REST reconcile of the gap.

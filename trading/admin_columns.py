@@ -1,4 +1,4 @@
-"""Columns of the admin lists, with numbers as traders read them (``trading.formatting``).
+"""Columns of the admin lists, with numbers as traders read them (``core.formatting``).
 
 The model admins list these instead of the raw fields, which the admin shows with all ten
 stored decimals (``1.1800000000``).

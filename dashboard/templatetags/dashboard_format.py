@@ -1,4 +1,4 @@
-"""Template filters of the dashboard: the numbers through ``trading.formatting``, nowhere else."""
+"""Template filters of the dashboard: the numbers through ``core.formatting``, nowhere else."""
 
 from __future__ import annotations
 
