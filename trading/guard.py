@@ -1157,12 +1157,13 @@ def _equity_if_needed(ctx: _Pass, positions: list[Position]) -> Decimal | None:
     )
     if not needed:
         return None
+    equity = ctx.gateway.fetch_balance().equity
     # A memory, not a claim: two guards reading the balance at once cost a read, nothing more.
     Lease.objects.update_or_create(
         name=BALANCE_LEASE_NAME,
         defaults={"owner": "guard", "expires_at": timezone.now() + BALANCE_EVERY},
     )
-    return ctx.gateway.fetch_balance().equity
+    return equity
 
 
 # --- helpers --------------------------------------------------------------------------------------
