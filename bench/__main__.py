@@ -141,7 +141,7 @@ def guard_section(*, control, sizes: list[int], synthetic: list[str], passes: in
 
 
 def replay_section(*, seconds: float, speed: float, guard_rows) -> list[str]:
-    from bench.measure import BOT_SYMBOLS, replay_measure, weight_share
+    from bench.measure import replay_measure, weight_share
     from paper.testing import PaperControl, PaperExchangeServer
     from trading.models import Position, Symbol
 
@@ -177,10 +177,12 @@ def replay_section(*, seconds: float, speed: float, guard_rows) -> list[str]:
         "",
         "## Weight budget",
         "",
-        f"The guard's weight per pass does not depend on the number of symbols (it reads all "
-        f"symbols at once); the heaviest measured pass weighed {per_pass:g}. A {BOT_SYMBOLS}-"
-        f"symbol bot guarding every {5} s uses {per_minute:.0f} of Binance's 2,400 weight per "
-        f"minute: **{share:.0%}**, before trade cycles (klines, entries) and the sentinel.",
+        f"The guard's steady pass weighs 5 plus one per symbol holding a position (40 from 40 "
+        f"symbols on); the heaviest measured pass weighed {per_pass:g}, which every 5 s would be "
+        f"{per_minute:.0f} of Binance's 2,400 weight per minute (**{share:.0%}**), before its "
+        "five-minute sweep and minute balance read, trade cycles (klines, entries) and the "
+        "sentinel. `python -m bench.stream --weight-only` measures the guard per minute with "
+        "its cadences.",
     ]
 
 

@@ -7,8 +7,9 @@ stops are then hit one by one at random moments, ``--spacing`` seconds apart on 
 guard's 5 s cadence sees them at every phase), and each close's
 latency is its close event's time minus its exit fill's exchange time. The guard runs every 5 s
 in both runs (it is the backstop in production too); the stream process's runner runs in the
-first. Weight: guard passes with 2, 20 and 50 enabled symbols and 1 to 50 open positions, per
-minute at one pass every 5 s, against Binance's 2,400.
+first. Weight: the real guard's passes with 2, 20 and 50 enabled symbols and 1 to 50 open
+positions, over five minutes of passes (its sweep and balance cadences included), per minute at
+one pass every 5 s, against Binance's 2,400.
 
 Everything runs in this process (paper exchange, stream, guard, order path share one GIL: wall
 times are a ceiling). Figures go to stdout and ``--output`` (under ``var/``, not tracked).
@@ -256,59 +257,115 @@ class _StreamThread:
 # --------------------------------------------------------------------------- weight
 @dataclass
 class WeightRow:
-    symbols: int
-    positions: int
-    weight_per_pass: float
-    requests_per_pass: float
-    lean_snapshot_weight: int  # trading.guard_reads for the same symbols
+    symbols: int  # enabled symbols
+    positions: int  # open positions, one per symbol
+    passes: int  # consecutive passes measured: WEIGHT_WINDOW_MINUTES at one pass every 5 s
+    weight: int  # their total weight, as the exchange counted it
+    steady_weight: int  # a pass that neither sweeps nor reads the balance
+    steady_requests: int
+    sweep_weight: int  # the sweeping pass (every order of every symbol)
+    errors: list[str] = field(default_factory=list)
 
     @property
     def per_minute(self) -> float:
-        return self.weight_per_pass * 60 / GUARD_SECONDS
+        return self.weight / (self.passes * GUARD_SECONDS / 60)
+
+
+WEIGHT_WINDOW_MINUTES = 5  # one sweep period: every cadence of the guard is in the window
+POSITION_COUNTS = (1, 10, 50)
 
 
 def weight_measure(*, control: Any) -> list[WeightRow]:
-    from bench.measure import guard_measure, positions_open
-    from trading.models import Position, Symbol
+    """The real guard's passes, for 2, 20 and 50 enabled symbols and 1, 10 and 50 open positions
+    (and as many as symbols): WEIGHT_WINDOW_MINUTES of passes back to back, the guard's clock
+    for its sweep and balance cadences moved 5 s per pass (see ``_clock_advance``)."""
+    from bench.measure import positions_open
+    from trading.models import Order, Position, Symbol
 
     rows = []
     for count in SYMBOL_COUNTS:
+        # The exchange is reset below: nothing of the previous run is live any more.
         Position.objects.filter(status__in=Position.OPEN_STATUSES).update(
             status=Position.Status.CLOSED
         )
+        Order.objects.filter(status__in=Order.ACTIVE_STATUSES).update(status=Order.Status.CANCELED)
         control.reset()
         control.configure(weight_limit_1m=10**9, orders_10s=10**9, orders_1m=10**9)
         control.set_balance("USDT", "1000000")
         names = _symbol_names(count)
         Symbol.objects.exclude(name__in=names).update(enabled=False)
         Symbol.objects.filter(name__in=names).update(enabled=True)
-        for positions in sorted({1, count}):
+        for positions in sorted({n for n in POSITION_COUNTS if n <= count} | {count}):
             have = Position.objects.filter(status=Position.Status.OPEN).count()
-            positions_open(names=names[have:positions], control=control)
-            row = guard_measure(positions=positions, passes=3, control=control)
-            rows.append(
-                WeightRow(count, positions, row.weight, row.requests, _lean_weight(control))
-            )
+            _, failures = positions_open(names=names[have:positions], control=control)
+            for failure in failures:
+                logging.getLogger(__name__).warning("could not open %s", failure)
+            rows.append(_guard_window(symbols=count, control=control))
     return rows
 
 
-def _lean_weight(control: Any) -> int:
-    """Weight of trading.guard_reads' snapshot for the open positions' symbols, as the
-    exchange counted it."""
-    from trading.guard_reads import GuardReader
+def _guard_window(*, symbols: int, control: Any) -> WeightRow:
+    from core.models import Lease
+    from trading.guard import CADENCE_LEASES, guard_pass
     from trading.models import Position
 
-    watched = set(
-        Position.objects.filter(status=Position.Status.OPEN).values_list("symbol__name", flat=True)
-    )
-    reader = GuardReader(env.fast_gateway)
-    while True:
+    guard_pass(gateway=env.fast_gateway())  # settles what the openings left (exits, books)
+    Lease.objects.filter(name__in=CADENCE_LEASES).delete()  # the window starts with a sweep
+    passes = WEIGHT_WINDOW_MINUTES * 60 / GUARD_SECONDS
+    weights: list[int] = []
+    requests: list[int] = []
+    errors: list[str] = []
+    previous = time.monotonic()
+    while len(weights) < passes:
+        _clear_of_minute_edge()
+        # Exactly GUARD_SECONDS between two passes on the guard's clock: what real time did not
+        # pass is added to it.
+        _clock_advance(seconds=max(0.0, GUARD_SECONDS - (time.monotonic() - previous)))
+        previous = time.monotonic()
+        minute = int(time.time() // 60)
         before = int(control.stats()["weight_1m"])
-        reader.snapshot(watched=watched)
+        report = guard_pass(gateway=env.fast_gateway())
         used = int(control.stats()["weight_1m"]) - before
-        if used >= 0:  # else the exchange's minute rolled over: again
-            reader.close()
-            return used
+        if int(time.time() // 60) != minute:
+            raise RuntimeError("a guard pass straddled the exchange's minute: run again")
+        if report.error:
+            errors.append(report.error)
+        weights.append(used)
+        requests.append(report.requests)
+    steady = min(range(len(weights)), key=lambda i: weights[i])
+    return WeightRow(
+        symbols=symbols,
+        positions=Position.objects.filter(status=Position.Status.OPEN).count(),
+        passes=len(weights),
+        weight=sum(weights),
+        steady_weight=weights[steady],
+        steady_requests=requests[steady],
+        sweep_weight=weights[0],
+        errors=errors,
+    )
+
+
+def _clock_advance(*, seconds: float) -> None:
+    """``seconds`` pass for the guard's cadences (sweep, balance): their due times, kept in the
+    database, move that much closer. The exchange's own minute is real time, untouched."""
+    from datetime import timedelta
+
+    from django.db.models import F
+
+    from core.models import Lease
+    from trading.guard import CADENCE_LEASES
+
+    Lease.objects.filter(name__in=CADENCE_LEASES).update(
+        expires_at=F("expires_at") - timedelta(seconds=seconds)
+    )
+
+
+def _clear_of_minute_edge(margin: float = 3.0) -> None:
+    """Wait for the next minute when the exchange's minute ends within ``margin`` seconds, so a
+    pass's weight is read within one X-MBX-USED-WEIGHT-1M window."""
+    left = 60 - time.time() % 60
+    if left < margin:
+        time.sleep(left + 0.05)
 
 
 # --------------------------------------------------------------------------- report
@@ -319,6 +376,14 @@ def _report(
         "# arena: the user data stream",
         "",
         f"Database {engine}; paper exchange, stream runner, guard and order path in one process.",
+    ]
+    if rows:  # not with --weight-only
+        lines += _latency_lines(rows=rows, batch=batch, spacing=spacing)
+    return lines + _weight_lines(weights)
+
+
+def _latency_lines(*, rows: list[LatencyRow], batch: int, spacing: float) -> list[str]:
+    lines = [
         "",
         f"## Fill → close recorded ({batch} positions at a time; a stop hit every {spacing:g} s "
         "on average, at random moments)",
@@ -332,23 +397,24 @@ def _report(
             f"| {row.mode} | {row.closes} | {row.p50_ms:.0f} | {row.p99_ms:.0f} "
             f"| {row.max_ms:.0f} | {actors} | {row.unclosed} |"
         )
-    lines += [
+    return lines
+
+
+def _weight_lines(weights: list[WeightRow]) -> list[str]:
+    lines = [
         "",
-        "## Guard weight (one pass every 5 s)",
+        f"## Guard weight (the real guard: {WEIGHT_WINDOW_MINUTES} minutes of passes, one every "
+        f"{GUARD_SECONDS:g} s; weight as the exchange counted it)",
         "",
-        "| enabled symbols | open positions | requests / pass | weight / pass | weight / min "
-        "| share of 2,400 | with guard_reads: weight / pass | weight / min | share |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| enabled symbols | open positions | weight / min | share of 2,400 | steady pass: "
+        "requests | weight | sweeping pass: weight | errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for w in weights:
-        # The guard's snapshot (positions 5 + all orders 40 + all algo orders 40) replaced by
-        # trading.guard_reads' reads; its other requests (the balance read) unchanged.
-        lean = w.weight_per_pass - 85 + w.lean_snapshot_weight
-        lean_minute = lean * 60 / GUARD_SECONDS
         lines.append(
-            f"| {w.symbols} | {w.positions} | {w.requests_per_pass:g} | {w.weight_per_pass:g} "
-            f"| {w.per_minute:.0f} | {w.per_minute / WEIGHT_LIMIT:.0%} | {lean:g} "
-            f"| {lean_minute:.0f} | {lean_minute / WEIGHT_LIMIT:.0%} |"
+            f"| {w.symbols} | {w.positions} | {w.per_minute:.0f} "
+            f"| {w.per_minute / WEIGHT_LIMIT:.1%} | {w.steady_requests} | {w.steady_weight} "
+            f"| {w.sweep_weight} | {len(w.errors)} |"
         )
     return lines
 

@@ -1,9 +1,12 @@
 """The guard: every 5 s, every position on the exchange keeps its stop-loss and take-profit.
 
-The exchange is the truth. A pass reads it with a fixed number of requests, whatever the number
-of positions (open orders and open algo orders at once, then positions, and the balance when a
-position is open), and the database with a fixed number of queries; then, for every non-zero
-position on the exchange whatever its record here says (OPENING, OPEN, CLOSING, none):
+The exchange is the truth. A pass reads only what it needs, at the lowest weight
+(``trading.guard_reads``): the conditional orders of the symbols it watches, one query each
+while that is cheaper than the all-symbol query, then the positions of all symbols; every five
+minutes a sweep reads every open order of every symbol instead; the balance only when the
+post-trade check needs it. Its requests depend on the symbols it watches, not on the number of
+positions beyond that, and it reads the database with a fixed number of queries; then, for every
+non-zero position on the exchange whatever its record here says (OPENING, OPEN, CLOSING, none):
 
 - a stop-loss and a take-profit that close the position the exchange holds (its side, not the
   recorded one) must be on the exchange; a missing one is placed under a client id derived from
@@ -36,7 +39,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections import defaultdict
@@ -45,8 +47,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Prefetch
+from django.db import transaction
+from django.db.models import Prefetch, Q
 from django.utils import timezone
 
 from core.errors import ArenaError, OrderRejected, RateLimited, TemporaryError
@@ -66,6 +68,7 @@ from exchange.retry import RetryPolicy
 from exchange.rounding import ExitTooClose, exit_prices, round_price_down, round_price_up
 from risk.models import RiskProfile
 from risk.sizing import position_excess
+from trading import guard_reads
 from trading import services as order_path
 from trading.comparison import EXIT_KIND_NAMES, exit_on_exchange
 from trading.exchange_view import exchange_view_store
@@ -77,6 +80,17 @@ from trading.post_trade import post_trade_check
 logger = logging.getLogger(__name__)
 
 LEASE_NAME = "guard"
+# Memory rows of what a pass does only now and then, shared by every guard process (their
+# expiry is when it is due again). The sweep reads every open order of every symbol, regular
+# and conditional (weight 80 instead of one per watched symbol): orders of ours the database
+# links to nothing live (a restored database) and the operator's orders are seen at least this
+# often. The balance is read at most this often unless a pass needs it now (see
+# ``_equity_if_needed``).
+SWEEP_LEASE_NAME = "guard-sweep"
+SWEEP_EVERY = timedelta(minutes=5)
+BALANCE_LEASE_NAME = "guard-balance"
+BALANCE_EVERY = timedelta(seconds=60)
+CADENCE_LEASES = (SWEEP_LEASE_NAME, BALANCE_LEASE_NAME)
 # Held by a running guard process (``manage.py guard``), renewed every loop: while it is held,
 # Beat's guard task, the fallback for deployments without that process, runs no pass of its own
 # (two guards would spend the minute's request weight twice).
@@ -97,6 +111,9 @@ SL = ProtectionState.Kind.STOP_LOSS
 TP = ProtectionState.Kind.TAKE_PROFIT
 UNKNOWN = ProtectionState.Kind.UNKNOWN_POSITION
 KIND_NAMES = EXIT_KIND_NAMES
+# An equity so large that only the rules' max risk caps the allowed margin: a position over the
+# limit with it is over the limit whatever the account holds.
+ANY_EQUITY = Decimal("Infinity")
 # Exchange statuses of an order that still protects (or is firing right now).
 WORKING = ("NEW", "PARTIALLY_FILLED", "TRIGGERING")
 
@@ -180,6 +197,7 @@ class _Pass:
     book: GuardBook
     report: GuardReport
     now: datetime
+    leases: dict[str, Lease] = field(default_factory=dict)
 
     @property
     def debounce(self) -> timedelta:
@@ -297,9 +315,12 @@ def _lease_free_if_holder_dead() -> None:
 
 
 def _guard_run(*, gateway: ExchangeGateway, rules: MonitoringSettings, report: GuardReport) -> None:
-    snapshot = exchange_snapshot(gateway=gateway)
+    leases = _cadence_leases()
+    sweep = _sweep_claim(leases, timezone.now())
+    watched = None if sweep else guard_watched_symbols()
+    snapshot = exchange_snapshot(gateway=gateway, watched=watched)
     book = guard_book_load()
-    ctx = _Pass(gateway, rules, snapshot, book, report, timezone.now())
+    ctx = _Pass(gateway, rules, snapshot, book, report, timezone.now(), leases)
     report.positions = len(snapshot.positions)
     recorded = {p.symbol.name for p in book.positions}
     for position in book.positions:
@@ -323,53 +344,84 @@ def _guard_run(*, gateway: ExchangeGateway, rules: MonitoringSettings, report: G
     )
 
 
-def exchange_snapshot(*, gateway: ExchangeGateway) -> ExchangeSnapshot:
-    """Read every open order and position, all symbols at once (3 requests).
+def exchange_snapshot(
+    *, gateway: ExchangeGateway, watched: set[str] | None = None
+) -> ExchangeSnapshot:
+    """Read the positions of every symbol and the open orders the pass needs (see
+    ``trading.guard_reads``): the conditional orders of ``watched``, or with ``watched`` None
+    (the sweep) every open order, regular and conditional, of every symbol.
 
-    The two open-order reads go out together (a thread each), then the position read: the
-    picture spans one round trip, and a stop that fires in between leaves the symbol flat in
-    it rather than showing a position without its stop.
+    The order reads go out together (a thread each), then the position read: a stop that fires
+    in between leaves the symbol flat in the picture rather than showing a position without its
+    stop. A position on a symbol outside ``watched`` (opened by hand) has its orders read after
+    the position read, so that symbol's position is read once more after them and that second
+    read is the one used for it: the same order, orders before the position, for every symbol.
     """
-    regular, conditional = _read_concurrently(
-        gateway,
-        [lambda g: g.fetch_open_orders(), lambda g: g.fetch_open_conditional_orders()],
-    )
+    reads = guard_reads.order_reads(watched=watched or set(), sweep=watched is None)
+    found = guard_reads.orders_read(gateway, reads)
     taken_at = timezone.now()
     positions = {p.symbol: p for p in gateway.fetch_positions()}
+    if watched is not None and guard_reads.per_symbol(watched=len(watched)):
+        extra = sorted(set(positions) - watched)
+        if extra:
+            found += guard_reads.orders_read(
+                gateway, guard_reads.order_reads(watched=set(extra), sweep=False)
+            )
+            again = {p.symbol: p for p in gateway.fetch_positions()}
+            for symbol in extra:
+                if symbol in again:
+                    positions[symbol] = again[symbol]
+                else:
+                    del positions[symbol]  # gone meanwhile: flat, not unprotected
     orders: dict[str, list[ExchangeOrder]] = defaultdict(list)
-    for order in [*regular, *conditional]:
+    for order in found:
         orders[order.symbol].append(order)
     return ExchangeSnapshot(positions=positions, orders=dict(orders), taken_at=taken_at)
 
 
-def _read_concurrently(gateway: ExchangeGateway, reads: list) -> list:
-    """Run each read on a clone of ``gateway`` in its own thread; the clones' request counts
-    are added to ``gateway``'s. The first failure is raised once all have finished."""
-    clones = [gateway.clone() for _ in reads]
-    results: list = [None] * len(reads)
+def guard_watched_symbols() -> set[str]:
+    """The symbols whose orders a pass reads (1 query): a position recorded open (or opening,
+    or closing), an order of ours recorded live, or a reported unknown position.
 
-    def run(index: int) -> None:
-        try:
-            results[index] = reads[index](clones[index])
-        except BaseException as exc:  # handed to the caller below
-            results[index] = exc
-        finally:
-            connection.close()  # this thread's own connection (request log rows)
+    Every order of ours is stored before it is sent (its client id comes from its row) and
+    leaves the live statuses only on the exchange's word, so every symbol where one of our
+    orders can be working is here; symbols where the exchange shows a position are added by
+    the snapshot itself. What else may be on the exchange (an operator's orders, ours from a
+    restored database) is left to the sweep.
+    """
+    live_positions = Position.objects.filter(status__in=Position.OPEN_STATUSES)
+    live_orders = Order.objects.filter(status__in=Order.ACTIVE_STATUSES)
+    reported = ProtectionState.objects.filter(kind=UNKNOWN, gap_since__isnull=False)
+    return set(
+        Symbol.objects.filter(
+            Q(id__in=live_positions.values("symbol_id"))
+            | Q(id__in=live_orders.values("symbol_id"))
+            | Q(id__in=reported.values("symbol_id"))
+        ).values_list("name", flat=True)
+    )
 
-    threads = [
-        threading.Thread(target=run, args=(i,), name=f"guard-read-{i}") for i in range(len(reads))
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for clone in clones:
-        gateway.request_count += clone.request_count
-        gateway.weight_used = max(gateway.weight_used, clone.weight_used)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return results
+
+def _cadence_leases() -> dict[str, Lease]:
+    """The sweep's and the balance's memory rows (1 query)."""
+    return {lease.name: lease for lease in Lease.objects.filter(name__in=CADENCE_LEASES)}
+
+
+def _sweep_claim(leases: dict[str, Lease], now: datetime) -> bool:
+    """Whether this pass sweeps: the last sweep is ``SWEEP_EVERY`` old (or none yet). Claimed by
+    a conditional update on the expiry read, so of two guards racing only one sweeps."""
+    lease = leases.get(SWEEP_LEASE_NAME)
+    if lease is None:
+        _, created = Lease.objects.get_or_create(
+            name=SWEEP_LEASE_NAME, defaults={"owner": "guard", "expires_at": now + SWEEP_EVERY}
+        )
+        return created
+    if lease.expires_at is not None and lease.expires_at > now:
+        return False
+    return bool(
+        Lease.objects.filter(name=SWEEP_LEASE_NAME, expires_at=lease.expires_at).update(
+            owner="guard", expires_at=now + SWEEP_EVERY
+        )
+    )
 
 
 def guard_book_load() -> GuardBook:
@@ -1044,8 +1096,9 @@ def _post_trade_checks(ctx: _Pass) -> None:
     ]
     if not positions:
         return
-    # One balance read per pass, not per position: requests stay flat as positions grow.
-    equity = ctx.gateway.fetch_balance().equity
+    equity = _equity_if_needed(ctx, positions)
+    if equity is None:
+        return
     for position in positions:
         profile = _profile_for(ctx, position.symbol)
         if profile is None or not position.entry_price or not position.quantity:
@@ -1066,6 +1119,40 @@ def _post_trade_checks(ctx: _Pass) -> None:
                 symbol=position.symbol,
                 repeat_seconds=ctx.rules.alert_repeat_seconds,
             )
+
+
+def _equity_if_needed(ctx: _Pass, positions: list[Position]) -> Decimal | None:
+    """The account's equity when the post-trade check needs it this pass, else None (no read).
+
+    The check compares each position's margin with ``min(equity x risk %, max risk)``: it can
+    only change its answer when the rules change, when the wallet moves (a close or an adoption
+    this pass; funding and transfers, caught by the read every ``BALANCE_EVERY``) or when
+    unrealized PnL moves equity (the same read). A position over the limit whatever the equity
+    is checked at once. One read per pass at most, never one per position.
+    """
+    lease = ctx.leases.get(BALANCE_LEASE_NAME)
+    last_read = lease.expires_at - BALANCE_EVERY if lease and lease.expires_at else None
+    profiles = [_profile_for(ctx, p.symbol) for p in positions]
+    needed = (
+        last_read is None
+        or last_read <= ctx.now - BALANCE_EVERY
+        or bool(ctx.report.closed or ctx.report.adopted)
+        or any(profile.updated_at > last_read for profile in profiles if profile is not None)
+        or any(
+            position_excess(position=position, profile=profile, equity=ANY_EQUITY).over_limit
+            for position, profile in zip(positions, profiles, strict=True)
+            if profile is not None and position.entry_price and position.quantity
+        )
+    )
+    if not needed:
+        return None
+    equity = ctx.gateway.fetch_balance().equity
+    # A memory, not a claim: two guards reading the balance at once cost a read, nothing more.
+    Lease.objects.update_or_create(
+        name=BALANCE_LEASE_NAME,
+        defaults={"owner": "guard", "expires_at": timezone.now() + BALANCE_EVERY},
+    )
+    return equity
 
 
 # --- helpers --------------------------------------------------------------------------------------

@@ -1,107 +1,107 @@
 """The guard's exchange reads at the lowest weight, issued concurrently.
 
-Binance weighs an open-orders query 1 with a symbol and 40 without. The guard needs every
-position (all symbols at once, weight 5: a position may appear on a symbol we never traded) and
-the open orders of the symbols it watches (its open positions, and symbols where it has exits
-recorded). Per-symbol reads are cheaper until about 40 watched symbols; above that, the two
-all-symbol reads are. All reads of a pass are sent at once, each on its own gateway (a gateway
-is used by one thread at a time).
+Binance weighs an open-orders query, regular or conditional (algo), 1 with a symbol and 40
+without; the position read is 5 and covers every symbol (a position may appear on a symbol we
+never traded). A pass reads:
 
-Not yet called by the guard: ``guard_reads_snapshot`` returns what ``exchange_snapshot`` does,
-for the guard to switch to it.
+- the conditional orders of the symbols it watches, one query each while that costs less than
+  the all-symbol query (fewer than 40 watched symbols), else the all-symbol query;
+- no regular open orders: since Binance moved stop and take-profit orders to the algo service
+  (``/fapi/v1/order`` refuses them with -4120, and so does the paper exchange), a regular order
+  cannot protect a position, and the bot itself sends only market orders, which never rest;
+- the sweep pass (see ``trading.guard.SWEEP_EVERY``) reads both lists for all symbols instead,
+  for our orders left where the database links nothing live and the operator's own orders.
+
+Reads go out together, each thread on its own clone of the pass's gateway (a gateway is used by
+one thread at a time); their requests are counted on the pass's gateway.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from typing import Any
 
-from exchange.gateway import ExchangeGateway, ExchangeOrder, ExchangePosition
+from django.db import connection
+
+from exchange.gateway import ExchangeGateway, ExchangeOrder
 
 ALL_SYMBOLS_ORDERS_WEIGHT = 40
 ONE_SYMBOL_ORDERS_WEIGHT = 1
 POSITIONS_WEIGHT = 5
+# Threads of one pass's reads: each holds a gateway clone (a ccxt client, ~16 ms to build).
+MAX_READ_THREADS = 8
+
+Read = Callable[[ExchangeGateway], Any]
 
 
-@dataclass(frozen=True)
-class GuardReads:
-    positions: dict[str, ExchangePosition]
-    orders: dict[str, list[ExchangeOrder]]
-    weight: int  # Binance's weight of these reads
-
-    @property
-    def per_symbol(self) -> bool:
-        return self.weight < POSITIONS_WEIGHT + 2 * ALL_SYMBOLS_ORDERS_WEIGHT
+def per_symbol(*, watched: int) -> bool:
+    """Whether per-symbol order reads cost less than one all-symbol read (at 40, equal weight:
+    one request beats forty)."""
+    return watched * ONE_SYMBOL_ORDERS_WEIGHT < ALL_SYMBOLS_ORDERS_WEIGHT
 
 
-def reads_weight(*, watched: int) -> tuple[int, bool]:
-    """(weight, per-symbol) of one pass watching ``watched`` symbols."""
-    per_symbol = 2 * ONE_SYMBOL_ORDERS_WEIGHT * watched
-    all_symbols = 2 * ALL_SYMBOLS_ORDERS_WEIGHT
-    if per_symbol < all_symbols:
-        return POSITIONS_WEIGHT + per_symbol, True
-    return POSITIONS_WEIGHT + all_symbols, False
+def orders_weight(*, watched: int, sweep: bool = False) -> int:
+    """Binance's weight of one pass's order reads."""
+    if sweep:
+        return 2 * ALL_SYMBOLS_ORDERS_WEIGHT
+    if per_symbol(watched=watched):
+        return watched * ONE_SYMBOL_ORDERS_WEIGHT
+    return ALL_SYMBOLS_ORDERS_WEIGHT
 
 
-class GuardReader:
-    """Reads for one guard process; keeps a gateway per concurrent read between passes."""
+def order_reads(*, watched: set[str], sweep: bool) -> list[Read]:
+    """The order reads of a pass (see the module docstring)."""
+    if sweep:
+        return [lambda g: g.fetch_open_orders(), lambda g: g.fetch_open_conditional_orders()]
+    if not per_symbol(watched=len(watched)):
+        return [lambda g: g.fetch_open_conditional_orders()]
+    return [
+        lambda g, s=symbol: g.fetch_open_conditional_orders(symbol=s) for symbol in sorted(watched)
+    ]
 
-    def __init__(self, gateway_factory: Callable[[], ExchangeGateway], *, threads: int = 8):
-        self._factory = gateway_factory
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="guard-read")
-        self._free: list[ExchangeGateway] = []
 
-    def _with_gateway(self, read: Callable[[ExchangeGateway], object]) -> object:
-        gateway = self._free.pop() if self._free else self._factory()
+def orders_read(gateway: ExchangeGateway, reads: list[Read]) -> list[ExchangeOrder]:
+    """Run ``reads`` concurrently and return every order they found."""
+    return [order for found in read_concurrently(gateway, reads) for order in found]
+
+
+def read_concurrently(gateway: ExchangeGateway, reads: list[Read]) -> list:
+    """Run each read on a clone of ``gateway``, at most ``MAX_READ_THREADS`` at once; the clones'
+    request counts are added to ``gateway``'s. The first failure is raised once all finished."""
+    if not reads:
+        return []
+    clones = [gateway.clone() for _ in range(min(len(reads), MAX_READ_THREADS))]
+    results: list = [None] * len(reads)
+    next_index = iter(range(len(reads)))
+    take = threading.Lock()
+
+    def work(clone: ExchangeGateway) -> None:
         try:
-            return read(gateway)
+            while True:
+                with take:
+                    index = next(next_index, None)
+                if index is None:
+                    return
+                try:
+                    results[index] = reads[index](clone)
+                except BaseException as exc:  # handed to the caller below
+                    results[index] = exc
         finally:
-            self._free.append(gateway)
+            connection.close()  # this thread's own connection (request log rows)
 
-    def snapshot(self, *, watched: set[str]) -> GuardReads:
-        """Every position, and the open orders (regular and algo) of ``watched`` symbols plus
-        any symbol holding a position; all reads concurrent."""
-        weight, per_symbol = reads_weight(watched=len(watched))
-
-        def submit(read: Callable[[ExchangeGateway], object]):
-            return self._pool.submit(self._with_gateway, read)
-
-        positions_future = submit(lambda g: g.fetch_positions())
-        if per_symbol:
-            order_futures = [
-                submit(lambda g, s=symbol, algo=algo: _orders(g, symbol=s, algo=algo))
-                for symbol in sorted(watched)
-                for algo in (False, True)
-            ]
-        else:
-            order_futures = [
-                submit(lambda g, algo=algo: _orders(g, symbol=None, algo=algo))
-                for algo in (False, True)
-            ]
-        positions = {p.symbol: p for p in positions_future.result()}
-        found: list[ExchangeOrder] = [o for f in order_futures for o in f.result()]
-        if per_symbol:
-            # A position on a symbol we do not watch (opened by hand): its orders too.
-            extra = sorted(set(positions) - watched)
-            extra_futures = [
-                submit(lambda g, s=symbol, algo=algo: _orders(g, symbol=s, algo=algo))
-                for symbol in extra
-                for algo in (False, True)
-            ]
-            found += [o for f in extra_futures for o in f.result()]
-            weight += 2 * ONE_SYMBOL_ORDERS_WEIGHT * len(extra)
-        orders: dict[str, list[ExchangeOrder]] = defaultdict(list)
-        for order in found:
-            orders[order.symbol].append(order)
-        return GuardReads(positions=positions, orders=dict(orders), weight=weight)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
-
-
-def _orders(gateway: ExchangeGateway, *, symbol: str | None, algo: bool) -> list[ExchangeOrder]:
-    if algo:
-        return gateway.fetch_open_conditional_orders(symbol=symbol)
-    return gateway.fetch_open_orders(symbol=symbol)
+    threads = [
+        threading.Thread(target=work, args=(clone,), name=f"guard-read-{n}")
+        for n, clone in enumerate(clones)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for clone in clones:
+        gateway.request_count += clone.request_count
+        gateway.weight_used = max(gateway.weight_used, clone.weight_used)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results

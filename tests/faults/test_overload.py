@@ -120,7 +120,7 @@ def test_guard_when_banned_longer_than_retry_budget_then_next_pass_sends_nothing
 def test_guard_when_passes_every_5s_with_20_symbols_then_weight_well_under_binance_limit(
     market: Any, protected_long: None, gateway: ExchangeGateway
 ) -> None:
-    # The guard reads all symbols at once, so its weight does not grow with the symbol count.
+    # The guard reads the orders of the symbols it watches only, not of every symbol configured.
     per_pass = 0
     for _ in range(2):  # a second try only if the exchange's minute window rolled over meanwhile
         before = int(market.stats()["weight_1m"])

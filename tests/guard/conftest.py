@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -84,6 +85,19 @@ def cancel_exit(*, position: Position, kind: str, gateway: ExchangeGateway) -> N
     assert gateway.cancel_order(
         symbol=position.symbol.name, client_order_id=order.client_order_id, conditional=True
     )
+
+
+def pass_weight(paper: object, run: Callable[[], GuardReport]) -> tuple[int, GuardReport]:
+    """One guard pass and its weight as the exchange counted it (X-MBX-USED-WEIGHT-1M's
+    minute): a pass that straddles the exchange's minute is run again."""
+    for _ in range(3):
+        minute = int(time.time() // 60)
+        before = int(paper.stats()["weight_1m"])
+        report = run()
+        after = int(paper.stats()["weight_1m"])
+        if int(time.time() // 60) == minute:
+            return after - before, report
+    raise AssertionError("three passes in a row straddled a minute")
 
 
 def open_algo_orders(paper: object, symbol: str) -> list[dict]:

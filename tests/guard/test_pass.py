@@ -21,6 +21,7 @@ from tests.guard.conftest import (
     open_algo_orders,
     open_long,
     open_on_every_symbol,
+    pass_weight,
 )
 from trading.guard import guard_book_load
 from trading.models import Position, Symbol
@@ -74,15 +75,15 @@ def test_guard_pass_when_stop_seen_firing_by_an_earlier_pass_then_close_recorded
     assert position.close_reason == Position.CloseReason.STOP_LOSS
 
 
-def test_guard_pass_when_one_or_six_positions_then_same_requests_and_flat_queries(
+def test_guard_pass_when_one_or_six_positions_then_one_read_per_watched_symbol_and_flat_queries(
     paper, defaults, gateway, guard
 ):
     # Arrange
     one = open_on_every_symbol(gateway=gateway, count=1)
-    guard()
+    guard()  # the first pass sweeps every symbol and reads the balance: not the steady state
     before = _requests(paper)
     with CaptureQueriesContext(connection) as queries_one:
-        guard()
+        weight_one, _ = pass_weight(paper, guard)
     requests_one = _requests(paper) - before
     # Add five more positions (the paper exchange lists six symbols).
     for symbol in Symbol.objects.exclude(pk=one[0].symbol_id).order_by("id"):
@@ -90,13 +91,15 @@ def test_guard_pass_when_one_or_six_positions_then_same_requests_and_flat_querie
     guard()
     before = _requests(paper)
     with CaptureQueriesContext(connection) as queries_six:
-        report = guard()
+        weight_six, report = pass_weight(paper, guard)
     requests_six = _requests(paper) - before
 
-    # Assert: positions, open orders, open algo orders and the balance, whatever the count
+    # Assert: the positions (weight 5) and each watched symbol's conditional orders (weight 1);
+    # no all-symbol order read (40), no regular order read, no balance read
     assert report.positions == 6 and report.reattached == [] and report.error == ""
-    assert requests_one == requests_six == 4
-    assert report.requests == 4
+    assert (requests_one, requests_six) == (1 + 1, 1 + 6)
+    assert report.requests == 7
+    assert (weight_one, weight_six) == (5 + 1, 5 + 6)
     assert len(queries_six) == len(queries_one)
 
 

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from paper.testing import PaperControl, PaperExchangeServer
 from risk.models import RiskProfile
-from tests.guard.conftest import fast_gateway, open_long
+from tests.guard.conftest import fast_gateway, open_long, pass_weight
 from trading.guard import guard_pass
 from trading.models import Symbol
 
@@ -43,16 +43,16 @@ def thirty_symbols(defaults: None, settings: object) -> Iterator[PaperControl]:
         server.stop()
 
 
-def _pass_cost(control: PaperControl) -> tuple[int, int]:
+def _pass_cost(control: PaperControl) -> tuple[int, int, int]:
     guard_pass(gateway=fast_gateway())  # settles anything the openings left to do
     before = sum(control.stats()["requests"].values())
     with CaptureQueriesContext(connection) as queries:
-        report = guard_pass(gateway=fast_gateway())
+        weight, report = pass_weight(control, lambda: guard_pass(gateway=fast_gateway()))
     assert report.error == "" and report.reattached == []
-    return sum(control.stats()["requests"].values()) - before, len(queries)
+    return sum(control.stats()["requests"].values()) - before, weight, len(queries)
 
 
-def test_guard_pass_when_1_or_30_positions_then_same_requests_and_queries(
+def test_guard_pass_when_1_or_30_positions_then_one_read_per_symbol_and_same_queries(
     thirty_symbols: PaperControl,
 ) -> None:
     # Arrange
@@ -60,14 +60,16 @@ def test_guard_pass_when_1_or_30_positions_then_same_requests_and_queries(
     symbols = list(Symbol.objects.order_by("id"))
     assert len(symbols) == POSITIONS
     open_long(symbol=symbols[0], gateway=gateway)
-    requests_one, queries_one = _pass_cost(thirty_symbols)
+    requests_one, weight_one, queries_one = _pass_cost(thirty_symbols)
 
     # Act
     for symbol in symbols[1:]:
         open_long(symbol=symbol, gateway=gateway)
-    requests_thirty, queries_thirty = _pass_cost(thirty_symbols)
+    requests_thirty, weight_thirty, queries_thirty = _pass_cost(thirty_symbols)
 
-    # Assert
+    # Assert: positions (5) and one conditional-order read (1) per watched symbol, since thirty
+    # of them weigh less than one all-symbol read (40); the database side does not grow
     assert len(thirty_symbols.positions()) == POSITIONS
-    assert requests_one == requests_thirty == 4
+    assert (requests_one, requests_thirty) == (1 + 1, 1 + POSITIONS)
+    assert (weight_one, weight_thirty) == (5 + 1, 5 + POSITIONS)
     assert queries_one == queries_thirty
