@@ -140,12 +140,6 @@ class Lease(models.Model):
         blank=True,
         help_text="The error of the last failed pass, until a pass succeeds again.",
     )
-    paused_until = models.DateTimeField(
-        null=True,
-        blank=True,
-        help_text="The exchange rate-limited or banned us: no pass sends a request before this "
-        "time (every request during a Binance ban lengthens it).",
-    )
 
     class Meta:
         db_table = "monitoring_lease"

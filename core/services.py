@@ -65,17 +65,6 @@ def lease_held(*, name: str) -> bool:
     return Lease.objects.filter(name=name, expires_at__gt=timezone.now()).exclude(owner="").exists()
 
 
-def lease_pause(*, name: str, until: datetime) -> None:
-    """Keep every pass of ``name`` away from the exchange until ``until``."""
-    Lease.objects.filter(name=name).update(paused_until=until)
-
-
-def lease_paused_until(*, name: str) -> datetime | None:
-    """When a pause set by ``lease_pause`` ends; None when not paused."""
-    until = Lease.objects.filter(name=name).values_list("paused_until", flat=True).first()
-    return until if until is not None and until > timezone.now() else None
-
-
 def lease_skipped_passes(*, name: str) -> int:
     lease = Lease.objects.filter(name=name).first()
     return lease.skipped_passes if lease else 0

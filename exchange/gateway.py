@@ -279,6 +279,8 @@ class ExchangeGateway:
         )
         twin.client.options["timeDifference"] = self.client.options.get("timeDifference", 0)
         twin._backoff_until = self._backoff_until
+        # The minute's weight is the account's, not the client's: the twin starts from it.
+        twin.weight_used, twin._weight_minute = self.weight_used, self._weight_minute
         return twin
 
     # ------------------------------------------------------------------ reads

@@ -14,7 +14,6 @@ import logging
 import os
 import socket
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -33,6 +32,7 @@ from trading.comparison import (
     Divergence,
     Kind,
     divergences,
+    exchange_snapshot,
     exit_sent_recently,
 )
 from trading.gateway import exchange_gateway
@@ -103,10 +103,8 @@ def sentinel_pass(*, gateway: ExchangeGateway | None = None) -> SentinelReport:
         try:
             gateway = gateway or exchange_gateway()
             requests_before, weight_before = gateway.request_count, gateway.weight_used
-            exchange_positions = {p.symbol: p for p in gateway.fetch_positions()}
-            orders: dict[str, list[ExchangeOrder]] = defaultdict(list)
-            for order in [*gateway.fetch_open_orders(), *gateway.fetch_open_conditional_orders()]:
-                orders[order.symbol].append(order)
+            snapshot = exchange_snapshot(gateway=gateway)  # every position and open order
+            exchange_positions, orders = snapshot.positions, snapshot.orders
         except RateLimited as exc:
             # Reachable, but asking us to wait (or our own minute budget is spent): a different
             # problem from a dead connection, and an operator should read it as such.

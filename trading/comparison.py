@@ -1,19 +1,26 @@
 """One comparison of what the exchange holds with what the book says.
 
-Pure functions over an exchange snapshot (positions and open orders, as the gateway or the
-guard's stored view returns them) and the book's open records: no request, no query. The guard
-repairs from them, the sentinel alerts on them, the dashboard shows them, so "is this position
-protected" has one answer everywhere.
+``exchange_snapshot`` reads the exchange with a fixed number of requests (the guard's lean
+reads, or the full sweep the sentinel and reconcile use). The rest are pure functions over a
+snapshot (or the guard's stored view) and the book's open records: no request, no query. The
+guard repairs from them, reconcile reports and repairs, the sentinel alerts, the dashboard
+shows, so "is this position protected" has one answer everywhere.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
+
+from django.utils import timezone
+
+from exchange.gateway import ExchangeGateway, ExchangeOrder, ExchangePosition
+from trading import guard_reads
 
 SL = "SL"
 TP = "TP"
@@ -25,6 +32,51 @@ EXIT_ORDER_TYPES = {SL: ("STOP_MARKET", "STOP"), TP: ("TAKE_PROFIT_MARKET", "TAK
 # moments ago that Binance's open-order lists do not show yet (new conditional orders can be
 # hidden for about 30 s), an entry whose answer is in flight, a close being recorded.
 SETTLE_GRACE = timedelta(seconds=60)
+
+
+@dataclass
+class ExchangeSnapshot:
+    """The exchange's positions and open orders (regular and conditional), by symbol."""
+
+    positions: dict[str, ExchangePosition]
+    orders: dict[str, list[ExchangeOrder]]
+    # When the position read was sent: a record younger than this may not be in the picture.
+    taken_at: datetime = field(default_factory=timezone.now)
+
+
+def exchange_snapshot(
+    *, gateway: ExchangeGateway, watched: set[str] | None = None
+) -> ExchangeSnapshot:
+    """Read the positions of every symbol and the open orders the pass needs (see
+    ``trading.guard_reads``): the conditional orders of ``watched``, or with ``watched`` None
+    (the sweep) every open order, regular and conditional, of every symbol.
+
+    The order reads go out together (a thread each), then the position read: a stop that fires
+    in between leaves the symbol flat in the picture rather than showing a position without its
+    stop. A position on a symbol outside ``watched`` (opened by hand) has its orders read after
+    the position read, so that symbol's position is read once more after them and that second
+    read is the one used for it: the same order, orders before the position, for every symbol.
+    """
+    reads = guard_reads.order_reads(watched=watched or set(), sweep=watched is None)
+    found = guard_reads.orders_read(gateway, reads)
+    taken_at = timezone.now()
+    positions = {p.symbol: p for p in gateway.fetch_positions()}
+    if watched is not None and guard_reads.per_symbol(watched=len(watched)):
+        extra = sorted(set(positions) - watched)
+        if extra:
+            found += guard_reads.orders_read(
+                gateway, guard_reads.order_reads(watched=set(extra), sweep=False)
+            )
+            again = {p.symbol: p for p in gateway.fetch_positions()}
+            for symbol in extra:
+                if symbol in again:
+                    positions[symbol] = again[symbol]
+                else:
+                    del positions[symbol]  # gone meanwhile: flat, not unprotected
+    orders: dict[str, list[ExchangeOrder]] = defaultdict(list)
+    for order in found:
+        orders[order.symbol].append(order)
+    return ExchangeSnapshot(positions=positions, orders=dict(orders), taken_at=taken_at)
 
 
 class HeldPosition(Protocol):

@@ -51,6 +51,14 @@ def exchange_gateway(*, retry_policy: RetryPolicy | None = None) -> ExchangeGate
     )
 
 
+def exchange_backoff_until() -> datetime | None:
+    """When the wait the exchange asked for (429/418 Retry-After, recorded by whichever process
+    got it) ends; None when there is none. The one backoff: the gateway refuses to send before
+    then, and the guard skips its pass."""
+    until = DatabaseRequestLog().backoff_until()
+    return until if until > timezone.now() else None
+
+
 class DatabaseRequestLog:
     """One ``ExchangeRequest`` row per request; the latest unexpired ``retry_until`` is the wait
     every worker honours. A failing request log never stops trading."""

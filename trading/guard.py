@@ -41,7 +41,6 @@ import os
 import socket
 import time
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -51,7 +50,7 @@ from django.db import transaction
 from django.db.models import Prefetch, Q
 from django.utils import timezone
 
-from core.errors import ArenaError, OrderRejected, RateLimited, TemporaryError
+from core.errors import ArenaError, OrderRejected, TemporaryError
 from core.models import Heartbeat, Lease, MonitoringSettings
 from core.notify import alert_raise
 from core.selectors import monitoring_settings
@@ -59,8 +58,6 @@ from core.services import (
     heartbeat_record,
     lease_claim,
     lease_held,
-    lease_pause,
-    lease_paused_until,
     lease_release,
 )
 from exchange.gateway import WOULD_TRIGGER, ExchangeGateway, ExchangeOrder, ExchangePosition
@@ -68,11 +65,15 @@ from exchange.retry import RetryPolicy
 from exchange.rounding import ExitTooClose, exit_prices, round_price_down, round_price_up
 from risk.models import RiskProfile
 from risk.sizing import position_excess
-from trading import guard_reads
 from trading import services as order_path
-from trading.comparison import EXIT_KIND_NAMES, exit_on_exchange
+from trading.comparison import (
+    EXIT_KIND_NAMES,
+    ExchangeSnapshot,
+    exchange_snapshot,
+    exit_on_exchange,
+)
 from trading.exchange_view import exchange_view_store
-from trading.gateway import exchange_gateway
+from trading.gateway import exchange_backoff_until, exchange_gateway
 from trading.locks import SymbolBusy, symbol_lock, symbol_lock_held_by_live_process
 from trading.models import Order, Position, ProtectionState, Symbol, SymbolLock, TradeEvent
 from trading.post_trade import post_trade_check
@@ -169,16 +170,6 @@ class GuardReport:
 
 
 @dataclass
-class ExchangeSnapshot:
-    """The exchange's positions and open orders (regular and conditional), by symbol."""
-
-    positions: dict[str, ExchangePosition]
-    orders: dict[str, list[ExchangeOrder]]
-    # When the position read was sent: a record younger than this may not be in the picture.
-    taken_at: datetime = field(default_factory=timezone.now)
-
-
-@dataclass
 class GuardBook:
     """The database side of a pass: open positions with their exit orders, the guard's memory,
     the active risk profile and the symbols the order path holds right now."""
@@ -217,9 +208,10 @@ def guard_pass(*, gateway: ExchangeGateway | None = None) -> GuardReport:
     requests_before = 0
     failure: BaseException | None = None
     try:
-        paused_until = lease_paused_until(name=LEASE_NAME)
+        paused_until = exchange_backoff_until()
         if paused_until is not None:
-            # Rate-limited or banned: a request now would only lengthen the ban.
+            # Rate-limited or banned (the wait every process honours, from the request log): a
+            # request now would only lengthen the ban.
             raise GuardPaused(f"rate limited by the exchange until {paused_until:%H:%M:%S} UTC")
         # A short retry budget: the guard's retry is its next pass, and one exit retrying for
         # twenty seconds would hold every other position of the pass back.
@@ -230,12 +222,6 @@ def guard_pass(*, gateway: ExchangeGateway | None = None) -> GuardReport:
         )
         requests_before = gateway.request_count
         _guard_run(gateway=gateway, rules=rules, report=report)
-    except RateLimited as exc:
-        failure = exc
-        report.error = f"{type(exc).__name__}: {exc}"
-        lease_pause(
-            name=LEASE_NAME, until=timezone.now() + timedelta(seconds=max(exc.retry_after, 1))
-        )
     except Exception as exc:
         # Whatever failed, the lease is released and the heartbeat says so: one bad pass (the
         # exchange down, a bug on one row) must not stop the next ones.
@@ -342,41 +328,6 @@ def _guard_run(*, gateway: ExchangeGateway, rules: MonitoringSettings, report: G
     exchange_view_store(
         positions=snapshot.positions.values(), orders=snapshot.orders, taken_at=snapshot.taken_at
     )
-
-
-def exchange_snapshot(
-    *, gateway: ExchangeGateway, watched: set[str] | None = None
-) -> ExchangeSnapshot:
-    """Read the positions of every symbol and the open orders the pass needs (see
-    ``trading.guard_reads``): the conditional orders of ``watched``, or with ``watched`` None
-    (the sweep) every open order, regular and conditional, of every symbol.
-
-    The order reads go out together (a thread each), then the position read: a stop that fires
-    in between leaves the symbol flat in the picture rather than showing a position without its
-    stop. A position on a symbol outside ``watched`` (opened by hand) has its orders read after
-    the position read, so that symbol's position is read once more after them and that second
-    read is the one used for it: the same order, orders before the position, for every symbol.
-    """
-    reads = guard_reads.order_reads(watched=watched or set(), sweep=watched is None)
-    found = guard_reads.orders_read(gateway, reads)
-    taken_at = timezone.now()
-    positions = {p.symbol: p for p in gateway.fetch_positions()}
-    if watched is not None and guard_reads.per_symbol(watched=len(watched)):
-        extra = sorted(set(positions) - watched)
-        if extra:
-            found += guard_reads.orders_read(
-                gateway, guard_reads.order_reads(watched=set(extra), sweep=False)
-            )
-            again = {p.symbol: p for p in gateway.fetch_positions()}
-            for symbol in extra:
-                if symbol in again:
-                    positions[symbol] = again[symbol]
-                else:
-                    del positions[symbol]  # gone meanwhile: flat, not unprotected
-    orders: dict[str, list[ExchangeOrder]] = defaultdict(list)
-    for order in found:
-        orders[order.symbol].append(order)
-    return ExchangeSnapshot(positions=positions, orders=dict(orders), taken_at=taken_at)
 
 
 def guard_watched_symbols() -> set[str]:

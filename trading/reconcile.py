@@ -29,6 +29,7 @@ from trading.comparison import (
     Divergence,
     Kind,
     divergences,
+    exchange_snapshot,
     exit_sent_recently,
 )
 from trading.differences import (
@@ -94,8 +95,9 @@ def reconcile(
     gateway = gateway or exchange_gateway()
     now = now or timezone.now()
     try:
-        on_exchange = {p.symbol: p for p in gateway.fetch_positions()}
-        exchange_orders = [*gateway.fetch_open_orders(), *gateway.fetch_open_conditional_orders()]
+        snapshot = exchange_snapshot(gateway=gateway)  # every position and open order
+        on_exchange = snapshot.positions
+        exchange_orders = [order for orders in snapshot.orders.values() for order in orders]
     except ArenaError as e:
         report.error = f"exchange unreadable: {e}"
         logger.error("reconcile: %s", report.error)

@@ -14,9 +14,10 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 from django.utils import timezone
 
-from core.services import lease_hold, lease_let_go, lease_paused_until
+from core.services import lease_hold, lease_let_go
 from monitoring.loop import run_every
-from trading.guard import LEASE_NAME, PROCESS_LEASE_NAME, guard_pass
+from trading.gateway import exchange_backoff_until
+from trading.guard import PROCESS_LEASE_NAME, guard_pass
 
 # A failed pass is tried again this many times, this long apart, before the next interval.
 RETRIES_AFTER_FAILED_PASS = 4
@@ -56,7 +57,7 @@ class Command(BaseCommand):
                 # may be naked right now, so try again as soon as allowed, not a whole interval
                 # later; after a 429 or a ban, only once the wait it asked for is over.
                 pause = RETRY_PAUSE_SECONDS
-                paused_until = lease_paused_until(name=LEASE_NAME)
+                paused_until = exchange_backoff_until()
                 if paused_until is not None:
                     pause = (paused_until - timezone.now()).total_seconds() + RETRY_PAUSE_SECONDS
                 if pause > interval:
