@@ -273,9 +273,7 @@ def weight_measure(*, control: Any) -> list[WeightRow]:
 
     rows = []
     for count in SYMBOL_COUNTS:
-        Position.objects.filter(status__in=Position.OPEN_STATUSES).update(
-            status=Position.Status.CLOSED
-        )
+        env.book_clear(reason="bench: the exchange is reset")
         control.reset()
         control.configure(weight_limit_1m=10**9, orders_10s=10**9, orders_1m=10**9)
         control.set_balance("USDT", "1000000")

@@ -35,7 +35,7 @@ from trading.errors import (
 from trading.errors import ExchangeError as ArenaExchangeError
 from trading.exchange_client import create_ccxt_client
 from trading.locks import db_write_lock
-from trading.models import ExchangeRequest
+from trading.models import ExchangeRequest, Order
 from trading.retry import RetryPolicy, call_with_retry, default_retry_policy
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,43 @@ class ExchangeOrder:
     close_position: bool
     # For a triggered conditional order: the id of the market order it became (its fills).
     actual_order_id: str = ""
+
+    @property
+    def our_status(self) -> str:
+        """``status`` as one of our ``Order.Status`` values (``order_status_parse``)."""
+        return order_status_parse(self.status)
+
+
+# Every order status the exchange reports, in ours: Binance's regular orders (status), its algo
+# orders (algoStatus) and ccxt's unified statuses. Read here and nowhere else.
+_ORDER_STATUSES = {
+    # Working: on the book, or a conditional order waiting for (or being sent at) its trigger.
+    "NEW": Order.Status.OPEN,
+    "PARTIALLY_FILLED": Order.Status.OPEN,
+    "TRIGGERING": Order.Status.OPEN,
+    "NEW_INSURANCE": Order.Status.OPEN,  # a liquidation order taken by the insurance fund
+    "NEW_ADL": Order.Status.OPEN,  # a liquidation order matched by auto-deleveraging
+    "open": Order.Status.OPEN,
+    # Done.
+    "FILLED": Order.Status.FILLED,
+    "closed": Order.Status.FILLED,
+    # A conditional order fired: it became a market order (actualOrderId), whose fills are its own.
+    "TRIGGERED": Order.Status.TRIGGERED,
+    "FINISHED": Order.Status.TRIGGERED,
+    "CANCELED": Order.Status.CANCELED,
+    "canceled": Order.Status.CANCELED,
+    "EXPIRED": Order.Status.EXPIRED,
+    "EXPIRED_IN_MATCH": Order.Status.EXPIRED,  # expired by self-trade prevention
+    "expired": Order.Status.EXPIRED,
+    "REJECTED": Order.Status.REJECTED,
+    "rejected": Order.Status.REJECTED,
+}
+
+
+def order_status_parse(status: str) -> str:
+    """Our ``Order.Status`` for an order status the exchange reports; UNKNOWN for one we do not
+    know, so it is looked up again rather than taken for finished or working."""
+    return _ORDER_STATUSES.get(status, Order.Status.UNKNOWN)
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,7 @@ from trading.locks import SymbolBusy, symbol_lock, symbol_lock_held_by_live_proc
 from trading.models import Order, Position, Symbol, SymbolLock, TradeEvent
 from trading.retry import RetryPolicy
 from trading.rounding import ExitTooClose, exit_prices, round_price_down, round_price_up
+from trading.transitions import orders_transition, position_create, position_transition
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +103,6 @@ TP = ProtectionState.Kind.TAKE_PROFIT
 UNKNOWN = ProtectionState.Kind.UNKNOWN_POSITION
 KIND_NAMES = {SL: "stop-loss", TP: "take-profit"}
 STOP_TYPES = {SL: ("STOP_MARKET", "STOP"), TP: ("TAKE_PROFIT_MARKET", "TAKE_PROFIT")}
-# Exchange statuses of an order that still protects (or is firing right now).
-WORKING = ("NEW", "PARTIALLY_FILLED", "TRIGGERING")
 
 
 class GuardPaused(ArenaError):
@@ -444,9 +443,14 @@ def _wrong_side_exits_cancel(ctx: _Pass, live: ExchangePosition) -> None:
             client_order_id=order.client_order_id,
             conditional=order.is_conditional,
         )
-        Order.objects.filter(
-            client_order_id=order.client_order_id, status__in=Order.ACTIVE_STATUSES
-        ).update(status=Order.Status.CANCELED, updated_at=timezone.now())
+        orders_transition(
+            Order.objects.filter(
+                client_order_id=order.client_order_id, status__in=Order.ACTIVE_STATUSES
+            ),
+            Order.Status.CANCELED,
+            reason="an exit of the side the exchange no longer holds",
+            actor="guard",
+        )
         ctx.report.cancelled.append(order.client_order_id)
         logger.info(
             "[Guard] %s: cancelled %s, an exit of the side the exchange no longer holds",
@@ -493,8 +497,10 @@ def _closing_retry(ctx: _Pass, position: Position, live: ExchangePosition) -> No
 
 def _transition(position: Position, *, old: str, new: str, message: str) -> bool:
     """Move ``position`` from ``old`` to ``new`` with its event row; False if it was not ``old``."""
+    if position.status != old:
+        return False
     with transaction.atomic():
-        moved = Position.objects.filter(pk=position.pk, status=old).update(status=new)
+        moved = position_transition(position, new, reason=message, actor="guard")
         if moved:
             TradeEvent.objects.create(
                 symbol=position.symbol,
@@ -504,7 +510,6 @@ def _transition(position: Position, *, old: str, new: str, message: str) -> bool
                 actor="guard",
             )
     if moved:
-        position.status = new
         logger.warning("[Guard] %s: %s -> %s: %s", position.symbol.name, old, new, message)
     return bool(moved)
 
@@ -804,28 +809,13 @@ def _own_exit_lookup(
         if found is None:
             unsent = order
             continue
-        if order.status != _order_status_of(found):
+        if order.status != found.our_status:
             order_path.order_refresh(order=order, found=found)
-        if found.status in WORKING:
+        if found.our_status == Order.Status.OPEN:
             return True, None  # working but hidden from the lists
         # Fired, cancelled or expired: the snapshot still shows a position, so it is not
         # protected by this order any more.
     return False, unsent
-
-
-def _order_status_of(found: ExchangeOrder) -> str:
-    return order_path.order_status_of(found)
-
-
-def _order_status_set(order: Order, status: str, *, note: str = "") -> None:
-    if order.status == status:
-        return
-    changes: dict[str, object] = {"status": status, "updated_at": timezone.now()}
-    if note:
-        changes["error_message"] = note
-    # Conditional on the status we read, so a concurrent update by the order path wins.
-    Order.objects.filter(pk=order.pk, status=order.status).update(**changes)
-    order.status = status
 
 
 # --- positions gone, unknown, orphan orders -------------------------------------------------------
@@ -968,10 +958,12 @@ def _position_adopt(ctx: _Pass, symbol: Symbol, exchange_position: ExchangePosit
         except ExitTooClose:
             pass  # the guard will give up on its exits and say why
     with transaction.atomic():
-        position = Position.objects.create(
+        position = position_create(
+            status=Position.Status.OPEN,
+            reason="adopted: found on the exchange with no record here",
+            actor="guard",
             symbol=symbol,
             side=exchange_position.side,
-            status=Position.Status.OPEN,
             quantity=exchange_position.quantity,
             entry_price=exchange_position.entry_price,
             leverage=exchange_position.leverage,
@@ -1040,9 +1032,14 @@ def _orphan_orders_cancel(ctx: _Pass, recorded: set[str]) -> None:
                     order.client_order_id,
                 )
             ctx.report.cancelled.append(order.client_order_id)
-            Order.objects.filter(
-                client_order_id=order.client_order_id, status__in=Order.ACTIVE_STATUSES
-            ).update(status=Order.Status.CANCELED, updated_at=timezone.now())
+            orders_transition(
+                Order.objects.filter(
+                    client_order_id=order.client_order_id, status__in=Order.ACTIVE_STATUSES
+                ),
+                Order.Status.CANCELED,
+                reason="left without a position",
+                actor="guard",
+            )
 
 
 def _post_trade_checks(ctx: _Pass) -> None:
