@@ -325,6 +325,16 @@ def test_order_create_when_sent_then_raises(btc: Symbol) -> None:
     assert not Order.objects.exists()
 
 
+def test_admin_when_a_position_moved_then_its_move_is_listed(btc: Symbol, admin_client) -> None:
+    position = _position(btc, Position.Status.OPEN)
+    position_transition(position, Position.Status.CLOSING, reason="closing by hand", actor="ops")
+
+    response = admin_client.get("/admin/trading/statuschange/")
+
+    assert response.status_code == 200
+    assert "closing by hand" in response.content.decode()
+
+
 # --------------------------------------------------------------------------- the order path
 @pytest.mark.django_db(transaction=True)
 def test_close_when_exchange_holds_more_than_closed_then_closing_to_open_has_an_event_row(
