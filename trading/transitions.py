@@ -97,8 +97,11 @@ ORDER_MOVES: dict[str, frozenset[str]] = {
     OS.TRIGGERED: frozenset({OS.FILLED}),
     # The real-world races: a cancel acknowledged (or an order given up as unknown to the
     # exchange) while the exchange was filling or triggering it; the exchange's report wins.
-    OS.CANCELED: frozenset({OS.FILLED, OS.TRIGGERED}),
-    OS.EXPIRED: frozenset({OS.FILLED, OS.TRIGGERED}),
+    # And how a finished order ended, in the exchange's words, replaces ours: we write CANCELED
+    # when we asked for a cancel and EXPIRED when a lookup found nothing (or the exchange
+    # expired an exit when the position went flat); both are final and filled what they filled.
+    OS.CANCELED: frozenset({OS.FILLED, OS.TRIGGERED, OS.EXPIRED}),
+    OS.EXPIRED: frozenset({OS.FILLED, OS.TRIGGERED, OS.CANCELED}),
     OS.FILLED: frozenset(),
     OS.REJECTED: frozenset(),
 }
