@@ -143,10 +143,10 @@ def guard_section(*, control, sizes: list[int], synthetic: list[str], passes: in
 def replay_section(*, seconds: float, speed: float, guard_rows) -> list[str]:
     from bench.measure import replay_measure, weight_share
     from paper.testing import PaperControl, PaperExchangeServer
-    from trading.models import Position, Symbol
+    from trading.models import Symbol
 
     # A fresh exchange playing the shipped candles, and a flat book for it.
-    Position.objects.filter(status__in=Position.OPEN_STATUSES).update(status=Position.Status.CLOSED)
+    env.book_clear(reason="bench: a fresh exchange replays the shipped candles")
     Symbol.objects.exclude(name__in=REAL_NAMES).update(enabled=False)
     Symbol.objects.filter(name__in=REAL_NAMES).update(enabled=True)
     from django.conf import settings

@@ -105,6 +105,18 @@ def symbols_enable(names: list[str], *, max_open_positions: int) -> None:
     )
 
 
+def book_clear(*, reason: str) -> None:
+    """Record every position still open here closed: the bench starts a fresh exchange, on
+    which none of them exists."""
+    from trading.models import Position
+    from trading.transitions import position_transition
+
+    for position in Position.objects.filter(status__in=Position.OPEN_STATUSES):
+        position_transition(
+            position, Position.Status.CLOSED, reason=reason, actor="bench", follow=True
+        )
+
+
 def fast_gateway():
     """A gateway on the paper exchange without ccxt's client-side throttle (the exchange counts
     weight itself), and the order path's usual retry policy."""

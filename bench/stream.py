@@ -280,15 +280,11 @@ def weight_measure(*, control: Any) -> list[WeightRow]:
     (and as many as symbols): WEIGHT_WINDOW_MINUTES of passes back to back, the guard's clock
     for its sweep and balance cadences moved 5 s per pass (see ``_clock_advance``)."""
     from bench.measure import positions_open
-    from trading.models import Order, Position, Symbol
+    from trading.models import Position, Symbol
 
     rows = []
     for count in SYMBOL_COUNTS:
-        # The exchange is reset below: nothing of the previous run is live any more.
-        Position.objects.filter(status__in=Position.OPEN_STATUSES).update(
-            status=Position.Status.CLOSED
-        )
-        Order.objects.filter(status__in=Order.ACTIVE_STATUSES).update(status=Order.Status.CANCELED)
+        env.book_clear(reason="bench: the exchange is reset")
         control.reset()
         control.configure(weight_limit_1m=10**9, orders_10s=10**9, orders_1m=10**9)
         control.set_balance("USDT", "1000000")

@@ -58,3 +58,9 @@ class RiskDenied(ArenaError):
 class OperatorActionRequired(ArenaError):
     """The account or rules need a person (hedge mode, multi-assets mode, no active risk
     profile). The bot refuses to trade until it is fixed."""
+
+
+class IllegalTransition(Exception):
+    """A status move that ``trading.transitions`` does not allow (e.g. CLOSED -> OPEN): a bug in
+    the caller, or a row edited by hand. Nothing is written and nothing retries it. Deliberately
+    not an ``ArenaError``, so no handler of exchange failures mistakes it for one."""

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any, Protocol
 
 import ccxt
@@ -83,6 +84,56 @@ class ExchangeOrder:
     close_position: bool
     # For a triggered conditional order: the id of the market order it became (its fills).
     actual_order_id: str = ""
+
+    @property
+    def our_status(self) -> str:
+        """``status`` in our words (``order_status_parse``)."""
+        return order_status_parse(self.status)
+
+
+class OrderState(StrEnum):
+    """An exchange order's status in our words; the same values as ``trading``'s
+    ``Order.Status`` (a test keeps them equal), which adds the states before an answer."""
+
+    OPEN = "OPEN"
+    FILLED = "FILLED"
+    TRIGGERED = "TRIGGERED"
+    CANCELED = "CANCELED"
+    EXPIRED = "EXPIRED"
+    REJECTED = "REJECTED"
+    UNKNOWN = "UNKNOWN"
+
+
+# Every order status the exchange reports, in ours: Binance's regular orders (status), its algo
+# orders (algoStatus) and ccxt's unified statuses. Read here and nowhere else.
+_ORDER_STATUSES = {
+    # Working: on the book, or a conditional order waiting for (or being sent at) its trigger.
+    "NEW": OrderState.OPEN,
+    "PARTIALLY_FILLED": OrderState.OPEN,
+    "TRIGGERING": OrderState.OPEN,
+    "NEW_INSURANCE": OrderState.OPEN,  # a liquidation order taken by the insurance fund
+    "NEW_ADL": OrderState.OPEN,  # a liquidation order matched by auto-deleveraging
+    "open": OrderState.OPEN,
+    # Done.
+    "FILLED": OrderState.FILLED,
+    "closed": OrderState.FILLED,
+    # A conditional order fired: it became a market order (actualOrderId), whose fills are its own.
+    "TRIGGERED": OrderState.TRIGGERED,
+    "FINISHED": OrderState.TRIGGERED,
+    "CANCELED": OrderState.CANCELED,
+    "canceled": OrderState.CANCELED,
+    "EXPIRED": OrderState.EXPIRED,
+    "EXPIRED_IN_MATCH": OrderState.EXPIRED,  # expired by self-trade prevention
+    "expired": OrderState.EXPIRED,
+    "REJECTED": OrderState.REJECTED,
+    "rejected": OrderState.REJECTED,
+}
+
+
+def order_status_parse(status: str) -> str:
+    """Our status for an order status the exchange reports; UNKNOWN for one we do not know, so
+    it is looked up again rather than taken for finished or working."""
+    return _ORDER_STATUSES.get(status, OrderState.UNKNOWN)
 
 
 @dataclass(frozen=True)

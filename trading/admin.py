@@ -11,6 +11,7 @@ from trading.models import (
     Income,
     Order,
     Position,
+    StatusChange,
     Strategy,
     Symbol,
     TradeEvent,
@@ -228,6 +229,25 @@ class ExchangeRequestAdmin(ReadOnlyAdmin):
     )
     list_filter = ("ok", "action", "error_code")
     search_fields = ("client_order_id", "symbol")
+
+
+@admin.register(StatusChange)
+class StatusChangeAdmin(ReadOnlyAdmin):
+    """Every status move of a position or an order, as ``trading.transitions`` recorded it."""
+
+    list_display = (
+        "created_at",
+        "position",
+        "order",
+        "from_status",
+        "to_status",
+        "reason",
+        "actor",
+    )
+    list_filter = ("to_status", "actor")
+    list_select_related = ("position__symbol", "order__symbol")
+    search_fields = ("reason", "order__client_order_id")
+    date_hierarchy = "created_at"
 
 
 @admin.register(TradeEvent)

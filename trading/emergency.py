@@ -31,6 +31,7 @@ from trading.services import (
     position_record_exchange_close,
 )
 from trading.switch import trading_switch_set
+from trading.transitions import orders_transition
 
 logger = logging.getLogger(__name__)
 
@@ -398,4 +399,4 @@ def _orders_mark_cancelled(*, symbol: str, seen: list[ExchangeOrder] | None) -> 
     )
     if seen is not None:
         rows = rows.filter(client_order_id__in=[o.client_order_id for o in seen])
-    rows.update(status=Order.Status.CANCELED, updated_at=timezone.now())
+    orders_transition(rows, Order.Status.CANCELED, reason="emergency close", actor="emergency")

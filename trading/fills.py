@@ -30,13 +30,12 @@ from trading.income import liquidation_clearance_record
 from trading.locks import db_write_lock
 from trading.models import Fill, Income, Order, Position, TradeEvent
 from trading.selectors import position_exit_orders
+from trading.transitions import order_create, order_transition
 
 logger = logging.getLogger(__name__)
 
 ENTRY_SIDE = {"LONG": "BUY", "SHORT": "SELL"}
 USDT = "USDT"
-# Algo order statuses of an exit still working on the exchange.
-EXIT_WORKING = ("NEW", "TRIGGERING")
 # Our order statuses whose fills may exist on the exchange.
 MAY_HAVE_FILLED = (
     Order.Status.SENT,
@@ -47,15 +46,6 @@ MAY_HAVE_FILLED = (
     Order.Status.CANCELED,  # a partially filled order may be cancelled
     Order.Status.EXPIRED,  # an IOC order expires with what it filled
 )
-_EXIT_STATUS = {
-    "NEW": Order.Status.OPEN,
-    "TRIGGERING": Order.Status.OPEN,
-    "TRIGGERED": Order.Status.TRIGGERED,
-    "FINISHED": Order.Status.TRIGGERED,
-    "CANCELED": Order.Status.CANCELED,
-    "EXPIRED": Order.Status.EXPIRED,
-    "REJECTED": Order.Status.REJECTED,
-}
 
 
 class FillsUnreadable(ArenaError):
@@ -137,11 +127,14 @@ def order_fills_record(
         average = sum((f.price * f.quantity for f in fills), Decimal(0)) / quantity
         changes: dict[str, object] = {"filled_quantity": quantity, "average_price": average}
         if order.is_conditional and order.status in (Order.Status.TRIGGERED, Order.Status.OPEN):
-            changes["status"] = Order.Status.FILLED
-        with db_write_lock:
-            Order.objects.filter(pk=order.pk).update(**changes, updated_at=timezone.now())
-        for name, value in changes.items():
-            setattr(order, name, value)
+            order_transition(
+                order, Order.Status.FILLED, reason="its fills read", fields=changes, follow=True
+            )
+        else:
+            with db_write_lock:
+                Order.objects.filter(pk=order.pk).update(**changes, updated_at=timezone.now())
+            for name, value in changes.items():
+                setattr(order, name, value)
     return fills
 
 
@@ -172,7 +165,7 @@ def exits_settle(*, position: Position, gateway: ExchangeGateway) -> None:
                 client_order_id=order.client_order_id,
                 conditional=order.is_conditional,
             )
-            if found is not None and found.status in EXIT_WORKING:
+            if found is not None and found.our_status == Order.Status.OPEN:
                 if gateway.cancel_order(
                     symbol=position.symbol.name,
                     client_order_id=order.client_order_id,
@@ -198,12 +191,7 @@ def exits_settle(*, position: Position, gateway: ExchangeGateway) -> None:
 def exit_apply(*, order: Order, found: ExchangeOrder) -> None:
     """Store an exit's status as the exchange reports it, with the id of the market order a
     fired exit became."""
-    status = _EXIT_STATUS.get(found.status) if order.is_conditional else None
-    if status is None:
-        from trading.services import order_status_of
-
-        status = order_status_of(found)
-    changes: dict[str, object] = {"status": status}
+    changes: dict[str, object] = {}
     if found.exchange_order_id:
         changes["exchange_order_id"] = found.exchange_order_id[:40]
     if found.actual_order_id:
@@ -211,19 +199,23 @@ def exit_apply(*, order: Order, found: ExchangeOrder) -> None:
     if not order.is_conditional:
         changes["filled_quantity"] = found.filled_quantity
         changes["average_price"] = found.average_price
-    with db_write_lock:
-        Order.objects.filter(pk=order.pk).update(**changes, updated_at=timezone.now())
-    for name, value in changes.items():
-        setattr(order, name, value)
+    order_transition(
+        order,
+        found.our_status,
+        reason=f"the exchange says {found.status}",
+        fields=changes,
+        follow=True,
+    )
 
 
 def _exit_status_set(order: Order, status: str, *, note: str = "") -> None:
-    changes: dict[str, object] = {"status": status, "updated_at": timezone.now()}
-    if note:
-        changes["error_message"] = note
-    with db_write_lock:
-        Order.objects.filter(pk=order.pk).update(**changes)
-    order.status = status
+    order_transition(
+        order,
+        status,
+        reason=note or "cancelled",
+        fields={"error_message": note} if note else None,
+        follow=True,
+    )
 
 
 def fired_exit(*, position: Position) -> str | None:
@@ -387,25 +379,31 @@ def _exchange_close_order(*, position: Position, found: ExchangeOrder) -> Order:
     """Our row for a close of this position placed by the exchange (its liquidation) or by a
     person on the exchange, so its fills have an order to belong to."""
     by_exchange = found.client_order_id.startswith(EXCHANGE_CLOSE_PREFIXES)
-    with db_write_lock:
-        order, _ = Order.objects.get_or_create(
-            client_order_id=found.client_order_id[:36],
-            defaults={
-                "symbol_id": position.symbol_id,
-                "position": position,
-                "purpose": Order.Purpose.LIQUIDATION if by_exchange else Order.Purpose.CLOSE,
-                "side": found.side,
-                "order_type": found.order_type[:24],
-                "quantity": found.quantity,
-                "reduce_only": True,
-                "exchange_order_id": found.exchange_order_id[:40],
-                "status": Order.Status.FILLED,
-                "filled_quantity": found.filled_quantity,
-                "average_price": found.average_price,
-                "error_message": "" if by_exchange else "placed on the exchange, not by the bot",
-            },
+    client_order_id = found.client_order_id[:36]
+    existing = Order.objects.filter(client_order_id=client_order_id).first()
+    if existing is not None:
+        return existing
+    try:
+        return order_create(
+            status=Order.Status.FILLED,
+            reason="placed by the exchange" if by_exchange else "placed on the exchange by hand",
+            actor="fills",
+            client_order_id=client_order_id,
+            symbol_id=position.symbol_id,
+            position=position,
+            purpose=Order.Purpose.LIQUIDATION if by_exchange else Order.Purpose.CLOSE,
+            side=found.side,
+            order_type=found.order_type[:24],
+            quantity=found.quantity,
+            reduce_only=True,
+            exchange_order_id=found.exchange_order_id[:40],
+            filled_quantity=found.filled_quantity,
+            average_price=found.average_price,
+            error_message="" if by_exchange else "placed on the exchange, not by the bot",
         )
-    return order
+    except IntegrityError:
+        # Another reader of the same close recorded it between our read and our insert.
+        return Order.objects.get(client_order_id=client_order_id)
 
 
 def position_books(*, position: Position) -> PositionBooks:

@@ -60,7 +60,7 @@ from core.services import (
     lease_held,
     lease_release,
 )
-from exchange.gateway import WOULD_TRIGGER, ExchangeGateway, ExchangeOrder, ExchangePosition
+from exchange.gateway import WOULD_TRIGGER, ExchangeGateway, ExchangePosition
 from exchange.retry import RetryPolicy
 from exchange.rounding import ExitTooClose, exit_prices, round_price_down, round_price_up
 from risk.models import RiskProfile
@@ -77,6 +77,7 @@ from trading.gateway import exchange_backoff_until, exchange_gateway
 from trading.locks import SymbolBusy, symbol_lock, symbol_lock_held_by_live_process
 from trading.models import Order, Position, ProtectionState, Symbol, SymbolLock, TradeEvent
 from trading.post_trade import post_trade_check
+from trading.transitions import orders_transition, position_create, position_transition
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +116,6 @@ KIND_NAMES = EXIT_KIND_NAMES
 # An equity so large that only the rules' max risk caps the allowed margin: a position over the
 # limit with it is over the limit whatever the account holds.
 ANY_EQUITY = Decimal("Infinity")
-# Exchange statuses of an order that still protects (or is firing right now).
-WORKING = ("NEW", "PARTIALLY_FILLED", "TRIGGERING")
 
 
 class GuardPaused(ArenaError):
@@ -442,9 +441,14 @@ def _wrong_side_exits_cancel(ctx: _Pass, live: ExchangePosition) -> None:
             client_order_id=order.client_order_id,
             conditional=order.is_conditional,
         )
-        Order.objects.filter(
-            client_order_id=order.client_order_id, status__in=Order.ACTIVE_STATUSES
-        ).update(status=Order.Status.CANCELED, updated_at=timezone.now())
+        orders_transition(
+            Order.objects.filter(
+                client_order_id=order.client_order_id, status__in=Order.ACTIVE_STATUSES
+            ),
+            Order.Status.CANCELED,
+            reason="an exit of the side the exchange no longer holds",
+            actor="guard",
+        )
         ctx.report.cancelled.append(order.client_order_id)
         logger.info(
             "[Guard] %s: cancelled %s, an exit of the side the exchange no longer holds",
@@ -491,8 +495,10 @@ def _closing_retry(ctx: _Pass, position: Position, live: ExchangePosition) -> No
 
 def _transition(position: Position, *, old: str, new: str, message: str) -> bool:
     """Move ``position`` from ``old`` to ``new`` with its event row; False if it was not ``old``."""
+    if position.status != old:
+        return False
     with transaction.atomic():
-        moved = Position.objects.filter(pk=position.pk, status=old).update(status=new)
+        moved = position_transition(position, new, reason=message, actor="guard")
         if moved:
             TradeEvent.objects.create(
                 symbol=position.symbol,
@@ -502,7 +508,6 @@ def _transition(position: Position, *, old: str, new: str, message: str) -> bool
                 actor="guard",
             )
     if moved:
-        position.status = new
         logger.warning("[Guard] %s: %s -> %s: %s", position.symbol.name, old, new, message)
     return bool(moved)
 
@@ -796,28 +801,13 @@ def _own_exit_lookup(
         if found is None:
             unsent = order
             continue
-        if order.status != _order_status_of(found):
+        if order.status != found.our_status:
             order_path.order_refresh(order=order, found=found)
-        if found.status in WORKING:
+        if found.our_status == Order.Status.OPEN:
             return True, None  # working but hidden from the lists
         # Fired, cancelled or expired: the snapshot still shows a position, so it is not
         # protected by this order any more.
     return False, unsent
-
-
-def _order_status_of(found: ExchangeOrder) -> str:
-    return order_path.order_status_of(found)
-
-
-def _order_status_set(order: Order, status: str, *, note: str = "") -> None:
-    if order.status == status:
-        return
-    changes: dict[str, object] = {"status": status, "updated_at": timezone.now()}
-    if note:
-        changes["error_message"] = note
-    # Conditional on the status we read, so a concurrent update by the order path wins.
-    Order.objects.filter(pk=order.pk, status=order.status).update(**changes)
-    order.status = status
 
 
 # --- positions gone, unknown, orphan orders -------------------------------------------------------
@@ -960,10 +950,12 @@ def _position_adopt(ctx: _Pass, symbol: Symbol, exchange_position: ExchangePosit
         except ExitTooClose:
             pass  # the guard will give up on its exits and say why
     with transaction.atomic():
-        position = Position.objects.create(
+        position = position_create(
+            status=Position.Status.OPEN,
+            reason="adopted: found on the exchange with no record here",
+            actor="guard",
             symbol=symbol,
             side=exchange_position.side,
-            status=Position.Status.OPEN,
             quantity=exchange_position.quantity,
             entry_price=exchange_position.entry_price,
             leverage=exchange_position.leverage,
@@ -1032,9 +1024,14 @@ def _orphan_orders_cancel(ctx: _Pass, recorded: set[str]) -> None:
                     order.client_order_id,
                 )
             ctx.report.cancelled.append(order.client_order_id)
-            Order.objects.filter(
-                client_order_id=order.client_order_id, status__in=Order.ACTIVE_STATUSES
-            ).update(status=Order.Status.CANCELED, updated_at=timezone.now())
+            orders_transition(
+                Order.objects.filter(
+                    client_order_id=order.client_order_id, status__in=Order.ACTIVE_STATUSES
+                ),
+                Order.Status.CANCELED,
+                reason="left without a position",
+                actor="guard",
+            )
 
 
 def _post_trade_checks(ctx: _Pass) -> None:

@@ -473,6 +473,40 @@ class Order(models.Model):
         return f"{self.purpose} {self.side} {self.symbol} {self.client_order_id} ({self.status})"
 
 
+class StatusChange(models.Model):
+    """One status change of a position or an order: from, to, why and who.
+
+    Written only by ``trading.transitions``, in the transaction that moves the row. A row
+    created in a status other than its model's default has one with an empty ``from_status``.
+    """
+
+    position = models.ForeignKey(
+        Position, null=True, blank=True, on_delete=models.PROTECT, related_name="status_changes"
+    )
+    order = models.ForeignKey(
+        Order, null=True, blank=True, on_delete=models.PROTECT, related_name="status_changes"
+    )
+    from_status = models.CharField(max_length=10, blank=True, help_text="Empty: created so.")
+    to_status = models.CharField(max_length=10)
+    reason = models.CharField(max_length=255, blank=True)
+    actor = models.CharField(max_length=150, default="bot")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(position__isnull=False, order__isnull=True)
+                | Q(position__isnull=True, order__isnull=False),
+                name="status_change_of_one_row",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        subject = f"position {self.position_id}" if self.position_id else f"order {self.order_id}"
+        return f"{subject}: {self.from_status or '(created)'} -> {self.to_status} ({self.actor})"
+
+
 class ExchangeRequest(models.Model):
     """One request to the exchange: what, for which symbol and order, how long, what came back."""
 

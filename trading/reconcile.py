@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
-from core.errors import ArenaError
+from core.errors import ArenaError, IllegalTransition
 from exchange.gateway import ExchangeGateway, ExchangeOrder, ExchangePosition
 from trading.books_reconcile import books_differences
 from trading.comparison import (
@@ -49,22 +49,12 @@ from trading.gateway import exchange_gateway
 from trading.locks import SymbolBusy, symbol_lock
 from trading.models import Order, Position, TradeEvent
 from trading.services import position_record_exchange_close
+from trading.transitions import order_transition, orders_transition, position_transition
 
 logger = logging.getLogger(__name__)
 
 GRACE_SECONDS = int(SETTLE_GRACE.total_seconds())
 ACTOR = "reconcile"
-
-# Exchange order statuses and what they mean for our row.
-_TERMINAL = {
-    "FILLED": Order.Status.FILLED,
-    "CANCELED": Order.Status.CANCELED,
-    "EXPIRED": Order.Status.EXPIRED,
-    "REJECTED": Order.Status.REJECTED,
-    "TRIGGERED": Order.Status.TRIGGERED,
-    "FINISHED": Order.Status.TRIGGERED,
-}
-_WORKING = {"NEW", "PARTIALLY_FILLED"}
 
 
 @dataclass
@@ -274,7 +264,7 @@ class _Comparison:
                     self._set_order(
                         difference, order, Order.Status.EXPIRED, "never reached the exchange"
                     )
-            elif found.status in _TERMINAL:
+            elif found.our_status not in Order.ACTIVE_STATUSES:
                 difference = self._add(
                     STALE_ORDER,
                     order.symbol.name,
@@ -283,7 +273,7 @@ class _Comparison:
                     repairable=True,
                 )
                 if self.repair:
-                    self._set_order(difference, order, _TERMINAL[found.status], "")
+                    self._set_order(difference, order, found.our_status, "")
 
     def _exchange_orders(self, recorded: dict[str, Position]) -> None:
         ours = {
@@ -355,15 +345,21 @@ class _Comparison:
 
     @transaction.atomic
     def _mark_entry_lost(self, difference: Difference, position: Position) -> None:
-        Order.objects.filter(
-            position=position, purpose=Order.Purpose.ENTRY, status__in=Order.ACTIVE_STATUSES
-        ).update(
-            status=Order.Status.EXPIRED,
-            error_message="never reached the exchange (reconcile)",
-            updated_at=timezone.now(),
+        orders_transition(
+            Order.objects.filter(
+                position=position, purpose=Order.Purpose.ENTRY, status__in=Order.ACTIVE_STATUSES
+            ),
+            Order.Status.EXPIRED,
+            reason="never reached the exchange",
+            actor=ACTOR,
+            fields={"error_message": "never reached the exchange (reconcile)"},
         )
-        updated = Position.objects.filter(pk=position.pk, status=Position.Status.OPENING).update(
-            status=Position.Status.FAILED, closed_at=timezone.now()
+        updated = position.status == Position.Status.OPENING and position_transition(
+            position,
+            Position.Status.FAILED,
+            reason="entry never reached the exchange",
+            actor=ACTOR,
+            fields={"closed_at": timezone.now()},
         )
         if updated:
             _event(
@@ -375,11 +371,18 @@ class _Comparison:
         difference.outcome = "position marked FAILED, entry EXPIRED"
 
     def _set_order(self, difference: Difference, order: Order, status: str, note: str) -> None:
-        changes: dict[str, object] = {"status": status, "updated_at": timezone.now()}
-        if note:
-            changes["error_message"] = f"{note} (reconcile)"
         # Conditional on the status we read: a concurrent update by the order path wins.
-        updated = Order.objects.filter(pk=order.pk, status=order.status).update(**changes)
+        try:
+            updated = order_transition(
+                order,
+                status,
+                reason=note or "stale: the exchange says otherwise",
+                actor=ACTOR,
+                fields={"error_message": f"{note} (reconcile)"} if note else None,
+            )
+        except IllegalTransition as e:
+            difference.outcome = f"not repaired: {e}"
+            return
         difference.repaired = bool(updated)
         difference.outcome = f"marked {status}" if updated else "changed meanwhile; left as is"
 
@@ -393,9 +396,10 @@ class _Comparison:
         except ArenaError as e:
             difference.outcome = f"cancel failed: {e}"
             return
-        Order.objects.filter(pk=row.pk, status__in=Order.ACTIVE_STATUSES).update(
-            status=Order.Status.CANCELED, updated_at=timezone.now()
-        )
+        if row.status in Order.ACTIVE_STATUSES:
+            order_transition(
+                row, Order.Status.CANCELED, reason="orphan order", actor=ACTOR, follow=True
+            )
         difference.repaired = True
         difference.outcome = "cancelled" if gone else "already gone on the exchange"
 

@@ -66,6 +66,7 @@ from trading.selectors import (
     positions_open_count,
 )
 from trading.switch import trading_switch_set
+from trading.transitions import order_transition, position_transition
 
 logger = logging.getLogger(__name__)
 
@@ -334,9 +335,7 @@ def _entry_admit(
         position, entry = _entry_intent_create(
             symbol=symbol, side=side, quantity=quantity, profile=profile, reason=reason
         )
-        entry.status = Order.Status.SENT
-        entry.sent_at = timezone.now()
-        entry.save(update_fields=["status", "sent_at"])
+        _order_mark_sent(entry)
     return position, entry
 
 
@@ -422,7 +421,7 @@ def _entry_settle(
                 message = "entry never reached the exchange (not found by its client id)"
                 _position_fail(position, message, actor=actor)
                 return OpenOutcome(OpenOutcome.FAILED, message, position)
-        if answer.status in ("NEW", "PARTIALLY_FILLED"):
+        if answer.our_status == Order.Status.OPEN:
             gateway.cancel_order(
                 symbol=symbol.name, client_order_id=entry.client_order_id, conditional=False
             )
@@ -499,10 +498,13 @@ def _entry_record_fill(
         _position_fail(position, message, actor=actor)
         return OpenOutcome(OpenOutcome.FAILED, message, position)
     with transaction.atomic():
-        position.quantity = answer.filled_quantity
-        position.entry_price = answer.average_price
-        position.status = Position.Status.OPEN
-        position.save(update_fields=["quantity", "entry_price", "status"])
+        position_transition(
+            position,
+            Position.Status.OPEN,
+            reason="entry filled",
+            actor=actor,
+            fields={"quantity": answer.filled_quantity, "entry_price": answer.average_price},
+        )
         _event(
             symbol=position.symbol,
             position=position,
@@ -768,9 +770,13 @@ def _refuse(*, symbol: Symbol, side: str, reason: str, actor: str) -> OpenOutcom
 
 def _position_fail(position: Position, message: str, *, actor: str) -> None:
     with transaction.atomic():
-        position.status = Position.Status.FAILED
-        position.closed_at = timezone.now()
-        position.save(update_fields=["status", "closed_at"])
+        position_transition(
+            position,
+            Position.Status.FAILED,
+            reason=message,
+            actor=actor,
+            fields={"closed_at": timezone.now()},
+        )
         _event(
             symbol=position.symbol,
             position=position,
@@ -867,8 +873,7 @@ def _close_full(
         # Closed on the exchange already (a TP/SL fired, a liquidation): record that close.
         return _record_exchange_close(position=position, gateway=gateway, reason=None, actor=actor)
     with transaction.atomic():
-        position.status = Position.Status.CLOSING
-        position.save(update_fields=["status"])
+        position_transition(position, Position.Status.CLOSING, reason=reason, actor=actor)
         order = _order_intent_create(
             position=position,
             purpose=Order.Purpose.CLOSE,
@@ -888,10 +893,14 @@ def _close_full(
             CloseOutcome.FAILED, f"close sent, flatness unconfirmed: {e}", position=position
         )
     if remaining is not None:
-        with transaction.atomic():
-            position.quantity = remaining.quantity
-            position.status = Position.Status.OPEN
-            position.save(update_fields=["quantity", "status"])
+        position_transition(
+            position,
+            Position.Status.OPEN,
+            reason=f"close filled {answer.filled_quantity}, {remaining.quantity} still open on "
+            "the exchange",
+            actor=actor,
+            fields={"quantity": remaining.quantity},
+        )
         return CloseOutcome(
             CloseOutcome.PARTIAL,
             f"{remaining.quantity} still open on the exchange",
@@ -1035,8 +1044,12 @@ def _close_restore(position: Position, *, reason: str = "", actor: str = "bot") 
     """CLOSING -> OPEN, with an event row: the close did not happen."""
     if position.status == Position.Status.CLOSING:
         with transaction.atomic():
-            position.status = Position.Status.OPEN
-            position.save(update_fields=["status"])
+            position_transition(
+                position,
+                Position.Status.OPEN,
+                reason=reason or "the close did not execute",
+                actor=actor,
+            )
             _event(
                 symbol=position.symbol,
                 position=position,
@@ -1054,24 +1067,22 @@ def _close_finish(
     fills.exits_settle(position=position, gateway=gateway)
     net, fees, exit_price, closed_at = _position_pnl(gateway=gateway, position=position)
     with transaction.atomic():
-        position.status = Position.Status.CLOSED
-        # The exchange time of the last fill; until the fills are read, when we saw it flat.
-        position.closed_at = closed_at or timezone.now()
-        position.close_reason = reason
-        position.exit_price = exit_price
-        position.realized_pnl = net
-        position.fees = fees if fees is not None else position.fees
-        position.awaiting_fills = net is None and fills.position_books_knowable(position=position)
-        position.save(
-            update_fields=[
-                "status",
-                "closed_at",
-                "close_reason",
-                "exit_price",
-                "realized_pnl",
-                "fees",
-                "awaiting_fills",
-            ]
+        position_transition(
+            position,
+            Position.Status.CLOSED,
+            reason=reason,
+            actor=actor,
+            follow=True,  # the exchange is flat: closed, whoever moved the record meanwhile
+            fields={
+                # The exchange time of the last fill; until the fills are read, when we saw it
+                # flat.
+                "closed_at": closed_at or timezone.now(),
+                "close_reason": reason,
+                "exit_price": exit_price,
+                "realized_pnl": net,
+                "fees": fees if fees is not None else position.fees,
+                "awaiting_fills": net is None and fills.position_books_knowable(position=position),
+            },
         )
         _event(
             symbol=symbol,
@@ -1207,8 +1218,12 @@ def position_replace_stop(
         gone = gateway.cancel_order(
             symbol=position.symbol.name, client_order_id=order.client_order_id, conditional=True
         )
-        order.status = Order.Status.CANCELED if gone else Order.Status.EXPIRED
-        order.save(update_fields=["status", "updated_at"])
+        order_transition(
+            order,
+            Order.Status.CANCELED if gone else Order.Status.EXPIRED,
+            reason=f"stop-loss moved to {stop_price}",
+            follow=True,
+        )
     position.stop_loss_price = stop_price
     position.save(update_fields=["stop_loss_price"])
     _event(
@@ -1337,53 +1352,32 @@ def _base36(number: int) -> str:
 
 
 def _order_mark_sent(order: Order) -> None:
-    order.status = Order.Status.SENT
-    order.sent_at = timezone.now()
-    with db_write_lock:
-        Order.objects.filter(pk=order.pk).update(status=order.status, sent_at=order.sent_at)
-
-
-_STATUS = {
-    "NEW": Order.Status.OPEN,
-    "PARTIALLY_FILLED": Order.Status.OPEN,
-    "FILLED": Order.Status.FILLED,
-    "CANCELED": Order.Status.CANCELED,
-    "EXPIRED": Order.Status.EXPIRED,
-    "EXPIRED_IN_MATCH": Order.Status.EXPIRED,
-    "REJECTED": Order.Status.REJECTED,
-    "TRIGGERED": Order.Status.TRIGGERED,
-    "FINISHED": Order.Status.TRIGGERED,
-    "TRIGGERING": Order.Status.OPEN,
-}
+    order_transition(order, Order.Status.SENT, reason="sent", fields={"sent_at": timezone.now()})
 
 
 def _order_apply(order: Order, answer: ExchangeOrder) -> None:
     """Copy the exchange's view of an order onto our row."""
-    order.status = _STATUS.get(answer.status, Order.Status.UNKNOWN)
-    order.exchange_order_id = answer.exchange_order_id[:40]
-    order.filled_quantity = answer.filled_quantity
-    order.average_price = answer.average_price
-    with db_write_lock:
-        Order.objects.filter(pk=order.pk).update(
-            status=order.status,
-            exchange_order_id=order.exchange_order_id,
-            filled_quantity=order.filled_quantity,
-            average_price=order.average_price,
-            updated_at=timezone.now(),
-        )
+    order_transition(
+        order,
+        answer.our_status,
+        reason=f"the exchange says {answer.status}",
+        fields={
+            "exchange_order_id": answer.exchange_order_id[:40],
+            "filled_quantity": answer.filled_quantity,
+            "average_price": answer.average_price,
+        },
+        follow=True,
+    )
 
 
 def _order_mark_failed(order: Order, status: str, error: ArenaError) -> None:
-    order.status = status
-    order.error_code = getattr(error, "code", None)
-    order.error_message = str(error)[:255]
-    with db_write_lock:
-        Order.objects.filter(pk=order.pk).update(
-            status=status,
-            error_code=order.error_code,
-            error_message=order.error_message,
-            updated_at=timezone.now(),
-        )
+    order_transition(
+        order,
+        status,
+        reason=str(error),
+        fields={"error_code": getattr(error, "code", None), "error_message": str(error)[:255]},
+        follow=True,
+    )
 
 
 # --------------------------------------------------------------------------- events, alerts
@@ -1702,8 +1696,3 @@ def exit_order_send(*, order: Order, gateway: ExchangeGateway) -> Order:
 def order_refresh(*, order: Order, found: ExchangeOrder) -> None:
     """Record what the exchange reports of one of our orders."""
     _order_apply(order, found)
-
-
-def order_status_of(found: ExchangeOrder) -> str:
-    """Our Order status for an order status the exchange reports."""
-    return _STATUS.get(found.status, Order.Status.UNKNOWN)

@@ -17,7 +17,9 @@ def admin_client_logged_in(defaults: None) -> Client:
     return client
 
 
-@pytest.mark.parametrize("model", ["position", "order", "exchangerequest", "tradeevent"])
+@pytest.mark.parametrize(
+    "model", ["position", "order", "exchangerequest", "tradeevent", "statuschange"]
+)
 def test_admin_when_listing_records_then_shown_without_add_button(
     admin_client_logged_in: Client, model: str
 ) -> None:
