@@ -617,3 +617,19 @@ class Income(models.Model):
 
     def __str__(self) -> str:
         return f"{self.income_type} {self.symbol} {_plain(self.amount)} {self.asset}"
+
+
+class AccountBalanceHeld(models.Model):
+    """The account's balance as last read from the exchange, held so an entry can size without
+    reading it again (one row, id 1). ``trading.entry_state`` says when it may be used."""
+
+    wallet = models.DecimalField(**MONEY, help_text="totalWalletBalance (USDT).")
+    equity = models.DecimalField(**MONEY, help_text="totalMarginBalance (USDT).")
+    available = models.DecimalField(**MONEY, help_text="availableBalance (USDT).")
+    taken_at = models.DateTimeField(help_text="When the request that read it was sent.")
+
+    class Meta:
+        verbose_name = "account balance (held)"
+
+    def __str__(self) -> str:
+        return f"wallet {_plain(self.wallet)} USDT at {self.taken_at:%H:%M:%S}"
