@@ -665,7 +665,10 @@ class ExchangeGateway:
                 {"symbol": symbol, "marginType": margin_type},
                 symbol=symbol,
             )
-        except OrderRejected as e:
+        except ArenaExchangeError as e:
+            # Not an order action, so the refusal arrives as a plain ExchangeError: -4046 means
+            # the exchange already has this margin type (changed meanwhile, by hand or another
+            # worker), which is what was wanted.
             if e.code == NO_NEED_TO_CHANGE_MARGIN_TYPE:
                 return False
             raise
