@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from signals.types import Decision
-from trading.entry_state import HeldSymbolState, SymbolStateRead
+from trading.entry_state import EntryReadAhead, HeldSymbolState
 from trading.errors import ArenaError
 from trading.exchange import ExchangeGateway, exchange_gateway
 from trading.locks import DEFAULT_TTL_SECONDS, SymbolBusy, symbol_lock
@@ -74,7 +74,7 @@ def trade_cycle_run(
             # first request after the decision is the entry itself.
             ahead = None
             if position_open_for_symbol(symbol=symbol) is None:
-                ahead = SymbolStateRead(symbol=symbol, gateway=gateway)
+                ahead = EntryReadAhead(symbol=symbol, gateway=gateway)
             try:
                 decision = signal or _decide(symbol=symbol, gateway=gateway)
             finally:

@@ -4,9 +4,10 @@ decision.
 An entry needs the symbol flat on the exchange, its mark price (sizing), the exchange's leverage
 and margin type for it (written first when they differ from the rules), and the account's equity
 and available balance (sizing, free margin). One positionRisk read of the symbol gives the first
-four (``SymbolState``): a trade cycle sends it concurrently with the decision's own market reads
-(``SymbolStateRead``), so it costs no round trip after the decision. The balance is the last one
-read (``AccountBalanceHeld``), used while nothing that moves it can have happened.
+four (``SymbolState``). The balance is the last one read (``AccountBalanceHeld``), used while
+nothing that moves it can have happened. A trade cycle reads the symbol's state, and the balance
+when stale, concurrently with the decision's own market reads (``EntryReadAhead``), so they cost
+no round trip after the decision.
 
 Each held value has an explicit bound; past it, it is read again (concurrently with any other
 read the entry needs), so a cold entry costs one round trip more, never a wrong size:
@@ -79,9 +80,9 @@ def symbol_state_read(*, symbol: Symbol, gateway: ExchangeGateway) -> HeldSymbol
     return HeldSymbolState(gateway.fetch_symbol_state(symbol=symbol.name), sent_at)
 
 
-class SymbolStateRead:
-    """The symbol's state read on a thread of its own (its own gateway), while the caller
-    decides. The account mode is checked on it too when this process's check is stale."""
+class EntryReadAhead:
+    """What an entry would need, read on a thread of its own (its own gateways) while the
+    caller decides: the symbol's state always, the balance and the account mode when stale."""
 
     def __init__(self, *, symbol: Symbol, gateway: ExchangeGateway) -> None:
         self._result: HeldSymbolState | None = None
@@ -95,8 +96,7 @@ class SymbolStateRead:
 
     def _run(self, *, symbol: Symbol, gateway: ExchangeGateway) -> None:
         try:
-            self._result = symbol_state_read(symbol=symbol, gateway=gateway)
-            gateway.check_account_mode()
+            self._result = entry_inputs_gather(symbol=symbol, gateway=gateway).held
         except BaseException as e:  # the entry reads again itself; the reason is logged
             self._error = e
         finally:
@@ -185,7 +185,11 @@ def _others_on_exchange(*, ours: set[int]) -> bool:
 class EntryInputs:
     """What the entry is decided and sized with, and which of it was read now."""
 
-    state: SymbolState
+    @property
+    def state(self) -> SymbolState:
+        return self.held.state
+
+    held: HeldSymbolState
     balance: AccountBalance
     read: tuple[str, ...] = field(default=())  # what had to be read now (and why)
 
@@ -210,14 +214,14 @@ def entry_inputs_gather(
         reads["mode"] = lambda g: g.check_account_mode()
         why.append("account mode not checked lately")
     if not reads:
-        return EntryInputs(state=held.state, balance=balance)
+        return EntryInputs(held=held, balance=balance)
     results = _concurrently(reads, gateway=gateway)
     if "state" in results:
         held = results["state"]
     if "balance" in results:
         balance = results["balance"]
     assert held is not None and balance is not None
-    return EntryInputs(state=held.state, balance=balance, read=tuple(why))
+    return EntryInputs(held=held, balance=balance, read=tuple(why))
 
 
 def _concurrently(

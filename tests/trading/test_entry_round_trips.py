@@ -111,6 +111,29 @@ def test_cycle_when_no_position_then_state_read_while_deciding_and_entry_next(
     ]
 
 
+def test_cycle_when_balance_stale_then_read_while_deciding_and_entry_next(
+    market: object, btc: Symbol, gateway: ExchangeGateway
+) -> None:
+    gateway.check_account_mode(max_age_seconds=0)
+    gateway.ensure_symbol_settings(symbol="BTCUSDT", leverage=2, margin_type="ISOLATED")
+    AccountBalanceHeld.objects.all().delete()
+    mark = last_request_id()
+
+    outcome = trade_cycle_run(
+        symbol_id=btc.pk, signal=Decision(action="LONG", reason="test"), gateway=gateway
+    )
+
+    assert outcome.status == OpenOutcome.OPENED
+    actions = [r.action for r in requests_after(mark)]
+    assert sorted(actions[:2]) == ["fetch_balance", "fetch_symbol_state"]
+    assert actions[2:] == [
+        "create_market_order",
+        "create_exit_order",
+        "create_exit_order",
+        "fetch_balance",
+    ]
+
+
 def test_cycle_when_position_open_then_no_state_read_ahead(
     market: object, btc: Symbol, gateway: ExchangeGateway
 ) -> None:
