@@ -205,8 +205,9 @@ class ExchangeGateway:
     none when ``current`` is given, + 1 write per difference), ``fetch_symbol_state(*, symbol)
     -> SymbolState`` (1 request: position or None, mark price, leverage, margin type),
     ``account_mode_fresh()`` (no request), ``fetch_kline_rows(*, symbol, interval, limit,
-    start_ms, end_ms)`` (raw rows, 1 request), ``resync_clock()`` (1 request) and ``clone()``
-    (same configuration, for another thread: a gateway is used by one thread at a time).
+    start_ms, end_ms)`` (raw rows, 1 request), ``resync_clock()`` (1 request), ``clone()``
+    (same configuration, for another thread: a gateway is used by one thread at a time) and
+    ``twins(count)`` (clones kept on the gateway and reused).
     ``ExchangeOrder.actual_order_id`` is the market order a triggered conditional order became.
     While the exchange has asked us to wait (429/418 Retry-After, recorded in
     ``ExchangeRequest.retry_until``) no request is sent: calls raise ``RateLimited`` at once.
@@ -236,6 +237,7 @@ class ExchangeGateway:
         self._weight_minute: int | None = None  # the minute ``weight_used`` was read in
         self._last = threading.local()
         self._backoff_until: datetime | None = None  # read from the request log on first use
+        self._twins: list[ExchangeGateway] = []
 
     def clone(self) -> ExchangeGateway:
         """A new gateway with the same configuration and clock offset, for another thread.
@@ -246,6 +248,17 @@ class ExchangeGateway:
         twin.client.options["timeDifference"] = self.client.options.get("timeDifference", 0)
         twin._backoff_until = self._backoff_until
         return twin
+
+    def twins(self, count: int) -> list[ExchangeGateway]:
+        """``count`` clones kept on this gateway, for threads its user starts and joins before
+        using it again (a new ccxt client costs tens of milliseconds: not on every entry)."""
+        while len(self._twins) < count:
+            self._twins.append(self.clone())
+        return self._twins[:count]
+
+    def twins_keep(self, twins: list[ExchangeGateway]) -> None:
+        """Keep clones built elsewhere (by threads now joined) for ``twins`` to hand out."""
+        self._twins.extend(twins)
 
     # ------------------------------------------------------------------ reads
     def fetch_balance(self) -> AccountBalance:

@@ -711,10 +711,10 @@ def _exits_send_concurrently(
     threads = [
         threading.Thread(
             target=_exit_send_in_thread,
-            kwargs={"order": order, "gateway": gateway.clone(), "results": results},
+            kwargs={"order": order, "gateway": twin, "results": results},
             name=f"exit-{order.client_order_id}",
         )
-        for order in orders
+        for order, twin in zip(orders, gateway.twins(len(orders)), strict=True)
     ]
     for thread in threads:
         thread.start()
