@@ -74,6 +74,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.soak --seconds 600
 	$(BIN)/python -m bench.stream
+	$(BIN)/python -m bench.entry
 
 # After editing requirements/*.txt: pin the new set, transitive packages and hashes included.
 # The dev lock keeps every production pin, so CI tests what production installs.

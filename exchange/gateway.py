@@ -66,6 +66,17 @@ class ExchangePosition:
 
 
 @dataclass(frozen=True)
+class SymbolState:
+    """One symbol as positionRisk v2 reports it, flat or not: what an entry needs to know."""
+
+    symbol: str
+    position: ExchangePosition | None  # None when flat
+    mark_price: Decimal
+    leverage: int
+    margin_type: str  # ISOLATED or CROSSED
+
+
+@dataclass(frozen=True)
 class ExchangeOrder:
     """An order or algo (conditional) order as the exchange reports it."""
 
@@ -279,13 +290,16 @@ class ExchangeGateway:
     -> ExchangePosition | None`` (1 request), ``fetch_open_orders`` and
     ``fetch_open_conditional_orders`` take an optional ``symbol``, ``fetch_symbol_settings(*,
     symbol) -> (leverage, margin_type)`` (1 request, symbolConfig), ``ensure_symbol_settings(*,
-    symbol, leverage, margin_type) -> (leverage_changed, margin_changed)`` (1 read + 1 write per
-    difference), ``fetch_kline_rows(*, symbol, interval, limit, start_ms, end_ms)`` (raw rows, 1
-    request), ``resync_clock()`` (1 request) and ``clone()`` (same configuration, for another
-    thread: a gateway is used by one thread at a time). ``ExchangeOrder.actual_order_id`` is the
-    market order a triggered conditional order became. While the exchange has asked us to wait
-    (429/418 Retry-After, recorded in ``ExchangeRequest.retry_until``) no request is sent: calls
-    raise ``RateLimited`` at once.
+    symbol, leverage, margin_type, current=None) -> (leverage_changed, margin_changed)`` (1 read,
+    none when ``current`` is given, + 1 write per difference), ``fetch_symbol_state(*, symbol)
+    -> SymbolState`` (1 request: position or None, mark price, leverage, margin type),
+    ``account_mode_fresh()`` (no request), ``fetch_kline_rows(*, symbol, interval, limit,
+    start_ms, end_ms)`` (raw rows, 1 request), ``resync_clock()`` (1 request), ``clone()``
+    (same configuration, for another thread: a gateway is used by one thread at a time) and
+    ``twins(count)`` (clones kept on the gateway and reused).
+    ``ExchangeOrder.actual_order_id`` is the market order a triggered conditional order became.
+    While the exchange has asked us to wait (429/418 Retry-After, recorded in
+    ``ExchangeRequest.retry_until``) no request is sent: calls raise ``RateLimited`` at once.
 
     Added by the books: ``fetch_order_fills(*, symbol, order_id) -> list[Fill]`` (1 request,
     userTrades by order id), ``fetch_orders_from(*, symbol, order_id) -> list[ExchangeOrder]``
@@ -316,6 +330,7 @@ class ExchangeGateway:
         self._weight_minute: int | None = None  # the minute ``weight_used`` was read in
         self._last = threading.local()
         self._backoff_until: datetime | None = None  # read from the request log on first use
+        self._twins: list[ExchangeGateway] = []
 
     def clone(self) -> ExchangeGateway:
         """A new gateway with the same configuration and clock offset, for another thread.
@@ -333,6 +348,17 @@ class ExchangeGateway:
         # The minute's weight is the account's, not the client's: the twin starts from it.
         twin.weight_used, twin._weight_minute = self.weight_used, self._weight_minute
         return twin
+
+    def twins(self, count: int) -> list[ExchangeGateway]:
+        """``count`` clones kept on this gateway, for threads its user starts and joins before
+        using it again (a new ccxt client costs tens of milliseconds: not on every entry)."""
+        while len(self._twins) < count:
+            self._twins.append(self.clone())
+        return self._twins[:count]
+
+    def twins_keep(self, twins: list[ExchangeGateway]) -> None:
+        """Keep clones built elsewhere (by threads now joined) for ``twins`` to hand out."""
+        self._twins.extend(twins)
 
     # ------------------------------------------------------------------ reads
     def fetch_balance(self) -> AccountBalance:
@@ -359,6 +385,26 @@ class ExchangeGateway:
             if position is not None and position.symbol == symbol:
                 return position
         return None
+
+    def fetch_symbol_state(self, *, symbol: str) -> SymbolState:
+        """The symbol's position (None when flat), mark price, leverage and margin type in one
+        request (GET /fapi/v2/positionRisk?symbol=: v2 lists a flat symbol too, with its mark
+        price and settings)."""
+        rows = self._call(
+            "fetch_symbol_state", "fapiPrivateV2GetPositionRisk", {"symbol": symbol}, symbol=symbol
+        )
+        row = next((r for r in rows if r["symbol"] == symbol), None)
+        if row is None:
+            raise ArenaExchangeError(
+                f"fetch_symbol_state: {symbol} not in the answer", action="fetch_symbol_state"
+            )
+        return SymbolState(
+            symbol=symbol,
+            position=_position(row),
+            mark_price=_dec(row["markPrice"]),
+            leverage=int(row["leverage"]),
+            margin_type=_margin_type(row.get("marginType", "cross")),
+        )
 
     def fetch_open_orders(self, *, symbol: str | None = None) -> list[ExchangeOrder]:
         """Open regular orders, of all symbols or one (1 request)."""
@@ -540,6 +586,12 @@ class ExchangeGateway:
         ]
 
     # ------------------------------------------------------------------ account set-up
+    def account_mode_fresh(self, *, max_age_seconds: float = ACCOUNT_MODE_MAX_AGE) -> bool:
+        """True when this process saw the account pass the mode check within the age (no
+        request: ``check_account_mode`` would send none)."""
+        checked = _account_mode_checked.get(self.client.urls["api"]["fapiPrivate"])
+        return checked is not None and time.monotonic() - checked < max_age_seconds
+
     def check_account_mode(self, *, max_age_seconds: float = ACCOUNT_MODE_MAX_AGE) -> None:
         """Refuse hedge mode and multi-assets mode (2 requests; none when this process saw the
         account pass within ``max_age_seconds`` — each weighs 30, and they rarely change)."""
@@ -590,10 +642,16 @@ class ExchangeGateway:
         return self._set_margin_type(symbol=symbol, margin_type=margin_type)
 
     def ensure_symbol_settings(
-        self, *, symbol: str, leverage: int, margin_type: str
+        self,
+        *,
+        symbol: str,
+        leverage: int,
+        margin_type: str,
+        current: tuple[int, str] | None = None,
     ) -> tuple[bool, bool]:
-        """Both at once: one read, then a write for each that differs. (changed, changed)."""
-        current_leverage, current_margin = self.fetch_symbol_settings(symbol=symbol)
+        """Both at once: one read (none when ``current`` (leverage, margin type) is given, as
+        just read), then a write for each that differs. (changed, changed)."""
+        current_leverage, current_margin = current or self.fetch_symbol_settings(symbol=symbol)
         margin_changed = False
         if current_margin != margin_type:
             # Margin type first: Binance refuses it with open orders or a position, and the
@@ -720,7 +778,10 @@ class ExchangeGateway:
                 {"symbol": symbol, "marginType": margin_type},
                 symbol=symbol,
             )
-        except OrderRejected as e:
+        except ArenaExchangeError as e:
+            # Not an order action, so the refusal arrives as a plain ExchangeError: -4046 means
+            # the exchange already has this margin type (changed meanwhile, by hand or another
+            # worker), which is what was wanted.
             if e.code == NO_NEED_TO_CHANGE_MARGIN_TYPE:
                 return False
             raise

@@ -16,6 +16,7 @@ from core.errors import ArenaError
 from exchange.gateway import ExchangeGateway
 from signals.services import signal_for_symbol
 from signals.types import Decision
+from trading.entry_state import EntryReadAhead, HeldSymbolState
 from trading.gateway import exchange_gateway
 from trading.locks import DEFAULT_TTL_SECONDS, SymbolBusy, symbol_lock
 from trading.models import Position, Symbol
@@ -70,8 +71,17 @@ def trade_cycle_run(
     try:
         with symbol_lock(symbol.pk, DEFAULT_TTL_SECONDS):
             _entry_left_opening_resolve(symbol=symbol, gateway=gateway)
-            decision = signal or _decide(symbol=symbol, gateway=gateway)
-            return _done(_act(symbol=symbol, decision=decision, gateway=gateway))
+            # With no position open, the decision may be an entry: what the entry needs from
+            # the exchange is read on another thread while the agent decides, so an entry's
+            # first request after the decision is the entry itself.
+            ahead = None
+            if position_open_for_symbol(symbol=symbol) is None:
+                ahead = EntryReadAhead(symbol=symbol, gateway=gateway)
+            try:
+                decision = signal or _decide(symbol=symbol, gateway=gateway)
+            finally:
+                held = ahead.result() if ahead is not None else None
+            return _done(_act(symbol=symbol, decision=decision, gateway=gateway, held=held))
     except SymbolBusy as e:
         return _done(CycleOutcome(symbol.name, "", CycleOutcome.REFUSED, f"symbol busy: {e}"))
     except ArenaError as e:
@@ -92,7 +102,13 @@ def _decide(*, symbol: Symbol, gateway: ExchangeGateway) -> Decision:
     return signal_for_symbol(symbol=symbol, gateway=gateway)
 
 
-def _act(*, symbol: Symbol, decision: Decision, gateway: ExchangeGateway) -> CycleOutcome:
+def _act(
+    *,
+    symbol: Symbol,
+    decision: Decision,
+    gateway: ExchangeGateway,
+    held: HeldSymbolState | None = None,
+) -> CycleOutcome:
     action = decision.action
     if action == "HOLD":
         return CycleOutcome(symbol.name, action, CycleOutcome.HELD, decision.reason)
@@ -119,7 +135,9 @@ def _act(*, symbol: Symbol, decision: Decision, gateway: ExchangeGateway) -> Cyc
             gateway=gateway,
             reason=f"signal reversed to {action}: {decision.reason}; the next cycle may enter",
         )
-    opened = position_open(symbol=symbol, side=action, reason=decision.reason, gateway=gateway)
+    opened = position_open(
+        symbol=symbol, side=action, reason=decision.reason, gateway=gateway, held=held
+    )
     return CycleOutcome(
         symbol.name,
         action,

@@ -22,11 +22,6 @@ QUANTITY = {"max_digits": 24, "decimal_places": 10}
 MONEY = {"max_digits": 24, "decimal_places": 10}
 
 
-def _plain(value: Decimal) -> str:
-    """A decimal as a trader writes it: 0.001, not 0.0010000000."""
-    return f"{value.normalize():f}"
-
-
 # Bounds of the rules stored here; see ``risk.models`` for why every number has one.
 MAX_LEVERAGE = 125
 MAX_PRECISION = 10  # the decimal places the price and quantity columns keep
@@ -764,3 +759,19 @@ class ExchangeView(models.Model):
 
     def __str__(self) -> str:
         return f"exchange at {self.taken_at:%H:%M:%S}: {len(self.positions)} position(s)"
+
+
+class AccountBalanceHeld(models.Model):
+    """The account's balance as last read from the exchange, held so an entry can size without
+    reading it again (one row, id 1). ``trading.entry_state`` says when it may be used."""
+
+    wallet = models.DecimalField(**MONEY, help_text="totalWalletBalance (USDT).")
+    equity = models.DecimalField(**MONEY, help_text="totalMarginBalance (USDT).")
+    available = models.DecimalField(**MONEY, help_text="availableBalance (USDT).")
+    taken_at = models.DateTimeField(help_text="When the request that read it was sent.")
+
+    class Meta:
+        verbose_name = "account balance (held)"
+
+    def __str__(self) -> str:
+        return f"wallet {_plain(self.wallet)} USDT at {self.taken_at:%H:%M:%S}"

@@ -50,6 +50,7 @@ from risk.selectors import NoActiveRiskProfile, risk_profile_for_symbol
 from risk.services import rule_save
 from risk.sizing import position_margin, position_size
 from trading import fills
+from trading.entry_state import HeldSymbolState, balance_read, entry_inputs_gather
 from trading.gateway import exchange_gateway
 from trading.locks import (
     DEFAULT_TTL_SECONDS,
@@ -146,22 +147,33 @@ def position_open(
     reason: str,
     gateway: ExchangeGateway | None = None,
     actor: str = "bot",
+    held: HeldSymbolState | None = None,
 ) -> OpenOutcome:
-    """Open a protected ``side`` (LONG/SHORT) position in ``symbol`` under the symbol's lock."""
+    """Open a protected ``side`` (LONG/SHORT) position in ``symbol`` under the symbol's lock.
+
+    ``held``: the symbol's state as read while the caller decided (``trading.entry_state``);
+    used while fresh, read again otherwise.
+    """
     if side not in ENTRY_SIDE:
         raise ValueError(f"side must be LONG or SHORT, got {side!r}")
     gateway = gateway or exchange_gateway()
     try:
         with symbol_lock(symbol.pk, DEFAULT_TTL_SECONDS):
             return _open_locked(
-                symbol=symbol, side=side, reason=reason, gateway=gateway, actor=actor
+                symbol=symbol, side=side, reason=reason, gateway=gateway, actor=actor, held=held
             )
     except SymbolBusy as e:
         return _refuse(symbol=symbol, side=side, reason=f"symbol busy: {e}", actor=actor)
 
 
 def _open_locked(
-    *, symbol: Symbol, side: str, reason: str, gateway: ExchangeGateway, actor: str
+    *,
+    symbol: Symbol,
+    side: str,
+    reason: str,
+    gateway: ExchangeGateway,
+    actor: str,
+    held: HeldSymbolState | None,
 ) -> OpenOutcome:
     try:
         profile = risk_profile_for_symbol(symbol=symbol)
@@ -173,18 +185,19 @@ def _open_locked(
     if denial:
         return _refuse(symbol=symbol, side=side, reason=denial, actor=actor)
 
-    # 2. The exchange: account mode, an unrecorded position, equity, price.
+    # 2. The exchange: account mode, an unrecorded position, price, leverage and margin type,
+    #    equity. Held where fresh (the common case sends nothing here), the rest read at once.
     try:
-        gateway.check_account_mode()
-        live = gateway.fetch_position(symbol=symbol.name)
-        balance = gateway.fetch_balance()
-        price = gateway.fetch_mark_price(symbol=symbol.name)
+        inputs = entry_inputs_gather(symbol=symbol, gateway=gateway, held=held)
     except OperatorActionRequired as e:
         return _refuse(symbol=symbol, side=side, reason=str(e), actor=actor)
     except ArenaError as e:
         return _refuse(symbol=symbol, side=side, reason=f"exchange unreadable: {e}", actor=actor)
+    if inputs.read:
+        logger.info("[EntryRead] %s: %s", symbol.name, "; ".join(inputs.read))
+    balance, price, state = inputs.balance, inputs.state.mark_price, inputs.state
     denial = check_one_position_per_symbol(
-        symbol=symbol.name, open_in_db=False, open_on_exchange=live is not None
+        symbol=symbol.name, open_in_db=False, open_on_exchange=state.position is not None
     )
     if denial:
         return _refuse(symbol=symbol, side=side, reason=denial, actor=actor)
@@ -219,10 +232,14 @@ def _open_locked(
     except ExitTooClose as e:
         return _refuse(symbol=symbol, side=side, reason=str(e), actor=actor)
 
-    # 4. Leverage and margin type from the rules, written only where the exchange differs.
+    # 4. Leverage and margin type from the rules, written only where the exchange (as the
+    #    symbol's state read them) differs: a rule changed, or a setting changed by hand.
     try:
         gateway.ensure_symbol_settings(
-            symbol=symbol.name, leverage=profile.leverage, margin_type=profile.margin_type
+            symbol=symbol.name,
+            leverage=profile.leverage,
+            margin_type=profile.margin_type,
+            current=(state.leverage, state.margin_type),
         )
     except ArenaError as e:
         return _refuse(
@@ -269,7 +286,10 @@ def _open_locked(
     from trading.post_trade import post_trade_check
 
     try:
-        post_trade_check(position=position, gateway=gateway)
+        # Read after the exits, held for the next entry: the book does not move until then.
+        post_trade_check(
+            position=position, gateway=gateway, equity=balance_read(gateway=gateway).equity
+        )
     except ArenaError as e:
         logger.warning("post-trade check of %s could not run: %s", symbol.name, e)
     position.refresh_from_db()
@@ -696,10 +716,10 @@ def _exits_send_concurrently(
     threads = [
         threading.Thread(
             target=_exit_send_in_thread,
-            kwargs={"order": order, "gateway": gateway.clone(), "results": results},
+            kwargs={"order": order, "gateway": twin, "results": results},
             name=f"exit-{order.client_order_id}",
         )
-        for order in orders
+        for order, twin in zip(orders, gateway.twins(len(orders)), strict=True)
     ]
     for thread in threads:
         thread.start()

@@ -1,7 +1,7 @@
 """The kill switch wins over a cycle in flight: ``emergency_close --yes`` started while a trade
 cycle waits on a slow exchange request, in two real processes on one SQLite file.
 
-- slow read: the cycle is past its first kill-switch check and waits on the mark price; the
+- slow read: the cycle is past its first kill-switch check and waits on the symbol's state; the
   emergency halts trading meanwhile. The entry is checked again right before it is sent, so it
   never is: the exchange accepts nothing, the command's "Nothing was open" is true.
 - entry in flight: the entry request has left when the emergency starts. The emergency waits
@@ -104,13 +104,18 @@ def env(paper: Any, tmp_path: Path) -> dict[str, str]:
 def test_emergency_when_cycle_waits_on_a_slow_read_then_no_entry_is_ever_sent(
     paper: Any, env: dict[str, str]
 ) -> None:
-    # Long enough for the emergency command to start (Django set-up included) and halt.
-    paper.faults(kind="latency", method="GET", path="/fapi/v1/premiumIndex", seconds=10)
+    # The symbol's state read while the cycle decides answers late, older than an entry may
+    # use, so the entry path reads it again past its first check; that read waits long enough
+    # for the emergency command to start (Django set-up included: over 10 s on a loaded 2-core
+    # machine) and halt, under the client's 20 s timeout.
+    path = "/fapi/v2/positionRisk"
+    paper.faults(kind="latency", method="GET", path=path, seconds=2.5, count=1)
+    paper.faults(kind="latency", method="GET", path=path, seconds=18, count=1)
     worker = _start_cycle(env)
     try:
         _wait_for(
-            lambda: _requests(paper, "GET /fapi/v1/premiumIndex") >= 1,
-            "the cycle to wait on the mark price",
+            lambda: _requests(paper, f"GET {path}") >= 2,
+            "the cycle to wait on the symbol's state",
         )
 
         emergency = _emergency(env)
