@@ -11,7 +11,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from tests.celery.test_worker_cycles import CELERY, ROOT, _env, _run
+from tests.support.celery_worker import CELERY, ROOT, _env, _run
 
 WAIT_SECONDS = 90
 

@@ -44,7 +44,7 @@ def shape(sql: str) -> str:
 
 
 def test_guard_when_six_positions_instead_of_one_then_same_requests_and_queries(
-    paper: Any, defaults: None, gateway: ExchangeGateway
+    paper: Any, defaults: None, patient_gateway: ExchangeGateway
 ) -> None:
     paper.set_balance("USDT", "100000")
     RiskProfile.objects.filter(is_active=True).update(
@@ -52,11 +52,11 @@ def test_guard_when_six_positions_instead_of_one_then_same_requests_and_queries(
     )
     Symbol.objects.update(enabled=True)
     names = list(Symbol.objects.order_by("name").values_list("name", flat=True))
-    open_longs(names[:1], gateway)
-    one_requests, one_queries, one_sql = measured_pass(gateway)
-    open_longs(names[1:], gateway)
+    open_longs(names[:1], patient_gateway)
+    one_requests, one_queries, one_sql = measured_pass(patient_gateway)
+    open_longs(names[1:], patient_gateway)
 
-    six_requests, six_queries, six_sql = measured_pass(gateway)
+    six_requests, six_queries, six_sql = measured_pass(patient_gateway)
 
     assert six_requests == one_requests
     grown = Counter(map(shape, six_sql)) - Counter(map(shape, one_sql))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.guard.conftest import fast_gateway, open_long
+from tests.support.exchange import fast_gateway
+from tests.support.factories import open_long
 from trading.guard_reads import GuardReader, reads_weight
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,17 +24,17 @@ def _all_symbol_orders(gateway) -> set[str]:
 
 
 def test_guard_reads_when_two_symbols_watched_then_per_symbol_reads_weigh_9_and_miss_nothing(
-    market, btc, gateway
+    btc_market, btc, unthrottled_gateway
 ):
     # Arrange: a protected long on BTCUSDT, ETHUSDT watched too.
-    position = open_long(symbol=btc, gateway=gateway)
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
     reader = GuardReader(fast_gateway)
-    expected = _all_symbol_orders(gateway)
+    expected = _all_symbol_orders(unthrottled_gateway)
 
     # Act
-    before = _weight(market)
+    before = _weight(btc_market)
     reads = reader.snapshot(watched={"BTCUSDT", "ETHUSDT"})
-    used = _weight(market) - before
+    used = _weight(btc_market) - before
     reader.close()
 
     # Assert
@@ -44,9 +45,9 @@ def test_guard_reads_when_two_symbols_watched_then_per_symbol_reads_weigh_9_and_
 
 
 def test_guard_reads_when_position_on_unwatched_symbol_then_its_orders_read_too(
-    market, btc, gateway
+    btc_market, btc, unthrottled_gateway
 ):
-    open_long(symbol=btc, gateway=gateway)
+    open_long(symbol=btc, gateway=unthrottled_gateway)
     reader = GuardReader(fast_gateway)
 
     reads = reader.snapshot(watched={"ETHUSDT"})
