@@ -18,7 +18,7 @@ WAIT_SECONDS = 90
 PROBE = """
 import json, time
 from django.utils import timezone
-from monitoring.models import Heartbeat
+from core.models import Heartbeat
 from dashboard.models import EquitySnapshot
 from trading.tasks import guard_pass_task
 from dashboard.tasks import equity_snapshot_task
