@@ -9,6 +9,18 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
+# The shared helpers assert too: pytest explains their failures as it does a test's.
+pytest.register_assert_rewrite("tests.support")
+
+# Fixtures more than one directory uses; pytest accepts pytest_plugins only in this, the root
+# conftest, so no conftest needs to import another.
+pytest_plugins = [
+    "tests.support.plugins.celery_tasks",
+    "tests.support.plugins.markets",
+    "tests.support.plugins.telegram",
+    "tests.support.plugins.worker",
+]
+
 
 def _database_is_postgres() -> bool:
     return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"

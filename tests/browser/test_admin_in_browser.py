@@ -10,7 +10,7 @@ from django.core.management import call_command
 
 from dashboard.services import equity_snapshot_record
 from risk.models import RiskProfile, RuleChange
-from tests.guard.conftest import fast_gateway
+from tests.support.exchange import fast_gateway
 from trading.guard import guard_pass
 from trading.models import Position, Symbol, TradingSwitch
 from trading.services import position_open

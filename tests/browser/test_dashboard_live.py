@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from tests.guard.conftest import fast_gateway
+from tests.support.exchange import fast_gateway
 from trading.guard import guard_pass
 from trading.models import Position, Symbol
 from trading.services import position_open

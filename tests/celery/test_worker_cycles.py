@@ -7,65 +7,18 @@ paper exchange serves from this process. Every wait is a bounded poll on state t
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-CELERY = Path(sys.executable).with_name("celery")
+from tests.support.celery_worker import Stack, _env, _probe, _run
+
 WAIT_SECONDS = 120
 CYCLE_SECONDS = 10  # the shortest interval a strategy accepts
-
-
-@dataclass
-class Stack:
-    env: dict[str, str]
-    paper: Any  # paper.testing.PaperControl
-    log: Path
-
-
-def _run(env: dict[str, str], *args: str, timeout: float = 180) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stderr[-4000:]}"
-    return result.stdout
-
-
-def _probe(stack: Stack, code: str, *, timeout: float = 60) -> dict[str, Any] | None:
-    script = f"from tests.celery import probe\n{code}"
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "--no-imports", "-c", script],
-        cwd=ROOT,
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=timeout + 60,
-        check=False,
-    )
-    if result.returncode != 0:
-        log = stack.log.read_text(errors="replace")[-6000:] if stack.log.exists() else ""
-        pytest.fail(
-            f"probe failed: {code}\nlast state: {result.stdout[-3000:]}\n"
-            f"{result.stderr[-3000:]}\nworker log tail:\n{log}"
-        )
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    return json.loads(lines[-1]) if lines else None
 
 
 @pytest.fixture
@@ -75,68 +28,6 @@ def paper_for_worker() -> Iterator[Any]:
 
     with PaperExchangeServer(port=0, feed="static") as server:
         yield PaperControl(server.url), server.url
-
-
-def _env(*, database_url: str, broker_dir: Path, redis_url: str, paper_url: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="arena.settings.test",
-        DATABASE_URL=database_url,
-        CELERY_BROKER_DIR=str(broker_dir),
-        REDIS_URL=redis_url,
-        EXCHANGE="paper",
-        PAPER_EXCHANGE_URL=paper_url,
-        LLM_API_URL="",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-@pytest.fixture
-def worker_factory(tmp_path: Path) -> Iterator[Any]:
-    """Start ``celery worker -B`` on all four queues; stopped (its process group) at teardown."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(stack: Stack) -> subprocess.Popen[bytes]:
-        log = stack.log.open("wb")
-        process = subprocess.Popen(
-            [
-                str(CELERY),
-                "-A",
-                "arena",
-                "worker",
-                "-B",
-                "--scheduler",
-                "django_celery_beat.schedulers:DatabaseScheduler",
-                "--queues",
-                "default,guard,cycles,sentinel",
-                "--concurrency",
-                "2",
-                "--hostname",
-                f"arena-test-{uuid.uuid4().hex[:8]}@%h",
-                "--without-mingle",
-                "--without-gossip",
-                "--loglevel",
-                "INFO",
-            ],
-            cwd=ROOT,
-            env=stack.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
 
 
 def _stack(tmp_path: Path, paper: tuple[Any, str], *, database_url: str, redis_url: str) -> Stack:

@@ -11,14 +11,14 @@ import sys
 import uuid
 from pathlib import Path
 
-from tests.celery.test_worker_cycles import CELERY, ROOT, _env, _run
+from tests.support.celery_worker import CELERY, ROOT, _env, _run
 
 WAIT_SECONDS = 90
 
 PROBE = """
 import json, time
 from django.utils import timezone
-from monitoring.models import Heartbeat
+from core.models import Heartbeat
 from dashboard.models import EquitySnapshot
 from trading.tasks import guard_pass_task
 from dashboard.tasks import equity_snapshot_task

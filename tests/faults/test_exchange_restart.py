@@ -9,12 +9,17 @@ from typing import Any
 
 import pytest
 
+from tests.support.exchange import (
+    PROTECTED,
+    SleepRecorder,
+    exchange_exit_types,
+    exchange_quantity,
+    make_gateway,
+)
 from trading.guard import guard_pass
 from trading.models import Position, Symbol
 from trading.reconcile import reconcile
 from trading.services import position_open
-
-from .conftest import PROTECTED, SleepRecorder, exchange_exit_types, exchange_quantity, make_gateway
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -45,7 +45,7 @@ def shape(sql: str) -> str:
 
 
 def test_guard_when_six_positions_instead_of_one_then_requests_per_symbol_and_same_queries(
-    paper: Any, defaults: None, gateway: ExchangeGateway
+    paper: Any, defaults: None, patient_gateway: ExchangeGateway
 ) -> None:
     paper.set_balance("USDT", "100000")
     RiskProfile.objects.filter(is_active=True).update(
@@ -53,11 +53,11 @@ def test_guard_when_six_positions_instead_of_one_then_requests_per_symbol_and_sa
     )
     Symbol.objects.update(enabled=True)
     names = list(Symbol.objects.order_by("name").values_list("name", flat=True))
-    open_longs(names[:1], gateway)
-    one_requests, one_queries, one_sql = measured_pass(gateway)
-    open_longs(names[1:], gateway)
+    open_longs(names[:1], patient_gateway)
+    one_requests, one_queries, one_sql = measured_pass(patient_gateway)
+    open_longs(names[1:], patient_gateway)
 
-    six_requests, six_queries, six_sql = measured_pass(gateway)
+    six_requests, six_queries, six_sql = measured_pass(patient_gateway)
 
     # The positions, then one conditional-order read per watched symbol (weight 1 each, below
     # the all-symbol read's 40); the queries do not grow at all.

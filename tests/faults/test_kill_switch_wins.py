@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import exchange_quantity
+from tests.support.exchange import exchange_quantity
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_SECONDS = 30

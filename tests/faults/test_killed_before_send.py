@@ -15,18 +15,18 @@ import pytest
 from risk.selectors import risk_profile_for_symbol
 from signals.cycles import trade_cycle_run
 from signals.types import Decision
+from tests.support.exchange import PROTECTED, accepted, exchange_exit_types, exchange_quantity
+from tests.support.factories import backdate
 from trading import services
 from trading.guard import guard_pass
 from trading.models import Order, Position, Symbol
 from trading.reconcile import reconcile
 
-from .conftest import PROTECTED, accepted, backdate, exchange_exit_types, exchange_quantity
-
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_restart_when_worker_died_between_intent_and_send_then_one_protected_position(
-    market: Any, btc: Symbol, gateway: Any
+    btc_market: Any, btc: Symbol, patient_gateway: Any
 ) -> None:
     # Arrange: the rows a worker commits before it sends the entry, then dies.
     dead, entry = services._entry_intent_create(
@@ -40,9 +40,9 @@ def test_restart_when_worker_died_between_intent_and_send_then_one_protected_pos
 
     # Act: the restarted worker reconciles, the guard passes, the next cycle runs.
     reconcile(repair=True)
-    guard_pass(gateway=gateway)
+    guard_pass(gateway=patient_gateway)
     outcome = trade_cycle_run(
-        symbol_id=btc.id, signal=Decision(action="LONG", reason="test"), gateway=gateway
+        symbol_id=btc.id, signal=Decision(action="LONG", reason="test"), gateway=patient_gateway
     )
 
     # Assert
@@ -51,7 +51,7 @@ def test_restart_when_worker_died_between_intent_and_send_then_one_protected_pos
     assert dead.status == Position.Status.FAILED
     assert entry.status != Order.Status.FILLED
     assert outcome.status == "opened", outcome
-    assert exchange_quantity(market, "BTCUSDT") == Decimal("0.011")
-    assert exchange_exit_types(market, "BTCUSDT") == PROTECTED
-    assert accepted(market) == 3  # one entry, one stop-loss, one take-profit
+    assert exchange_quantity(btc_market, "BTCUSDT") == Decimal("0.011")
+    assert exchange_exit_types(btc_market, "BTCUSDT") == PROTECTED
+    assert accepted(btc_market) == 3  # one entry, one stop-loss, one take-profit
     assert Position.objects.filter(status__in=Position.OPEN_STATUSES).count() == 1

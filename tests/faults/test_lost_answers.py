@@ -16,19 +16,18 @@ import pytest
 from exchange.gateway import ExchangeGateway
 from signals.cycles import trade_cycle_run
 from signals.types import Decision
-from trading.guard import guard_pass
-from trading.models import Order, Position, Symbol
-from trading.services import CloseOutcome, OpenOutcome, position_close, position_open
-
-from .conftest import (
+from tests.support.exchange import (
     HELD_SECONDS,
     PROTECTED,
     accepted,
-    backdate,
     exchange_exit_types,
     exchange_quantity,
     exchange_regular_orders,
 )
+from tests.support.factories import backdate
+from trading.guard import guard_pass
+from trading.models import Order, Position, Symbol
+from trading.services import CloseOutcome, OpenOutcome, position_close, position_open
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -56,29 +55,29 @@ def open_long(symbol: Symbol, gateway: ExchangeGateway) -> Position:
 # --- entries --------------------------------------------------------------------------------------
 @LOST
 def test_open_when_entry_answer_lost_then_one_entry_on_exchange_and_position_protected(
-    market: Any, btc: Symbol, gateway: ExchangeGateway, kind: str
+    btc_market: Any, btc: Symbol, patient_gateway: ExchangeGateway, kind: str
 ) -> None:
-    lose_next_answer(market, path=ORDER, kind=kind)
+    lose_next_answer(btc_market, path=ORDER, kind=kind)
 
-    outcome = position_open(symbol=btc, side="LONG", reason="test", gateway=gateway)
+    outcome = position_open(symbol=btc, side="LONG", reason="test", gateway=patient_gateway)
 
     assert outcome.status == OpenOutcome.OPENED, outcome
-    assert exchange_quantity(market, "BTCUSDT") == Decimal("0.011")
-    assert exchange_exit_types(market, "BTCUSDT") == PROTECTED
-    assert accepted(market) == 3  # entry, stop-loss, take-profit: nothing sent twice
-    assert market.stats()["requests"].get(f"POST {ORDER}") == 1
+    assert exchange_quantity(btc_market, "BTCUSDT") == Decimal("0.011")
+    assert exchange_exit_types(btc_market, "BTCUSDT") == PROTECTED
+    assert accepted(btc_market) == 3  # entry, stop-loss, take-profit: nothing sent twice
+    assert btc_market.stats()["requests"].get(f"POST {ORDER}") == 1
 
 
 @LOST
 def test_cycle_when_entry_answer_lost_past_budget_then_next_cycle_protects_it_no_second_entry(
-    market: Any, btc: Symbol, impatient_gateway: ExchangeGateway, kind: str
+    btc_market: Any, btc: Symbol, impatient_gateway: ExchangeGateway, kind: str
 ) -> None:
-    lose_next_answer(market, path=ORDER, kind=kind)
-    fail_lookups(market, path=ORDER)
+    lose_next_answer(btc_market, path=ORDER, kind=kind)
+    fail_lookups(btc_market, path=ORDER)
     first = trade_cycle_run(
         symbol_id=btc.pk, signal=Decision(action="LONG", reason="t"), gateway=impatient_gateway
     )
-    market.clear_faults()
+    btc_market.clear_faults()
 
     second = trade_cycle_run(
         symbol_id=btc.pk, signal=Decision(action="LONG", reason="t"), gateway=impatient_gateway
@@ -89,137 +88,139 @@ def test_cycle_when_entry_answer_lost_past_budget_then_next_cycle_protects_it_no
     assert second.status != OpenOutcome.OPENED, second
     # The second cycle settled the first entry from the exchange before deciding: found by its
     # client id, recorded and protected; no second entry was sent.
-    assert exchange_quantity(market, "BTCUSDT") == Decimal("0.011")
-    assert exchange_exit_types(market, "BTCUSDT") == PROTECTED
-    assert accepted(market) == 3
+    assert exchange_quantity(btc_market, "BTCUSDT") == Decimal("0.011")
+    assert exchange_exit_types(btc_market, "BTCUSDT") == PROTECTED
+    assert accepted(btc_market) == 3
     assert Position.objects.get(status__in=Position.OPEN_STATUSES).status == Position.Status.OPEN
 
 
 @LOST
 def test_guard_when_entry_answer_was_lost_then_position_gets_one_stop_and_one_target(
-    market: Any,
+    btc_market: Any,
     btc: Symbol,
     impatient_gateway: ExchangeGateway,
-    gateway: ExchangeGateway,
+    patient_gateway: ExchangeGateway,
     kind: str,
 ) -> None:
-    lose_next_answer(market, path=ORDER, kind=kind)
-    fail_lookups(market, path=ORDER)
+    lose_next_answer(btc_market, path=ORDER, kind=kind)
+    fail_lookups(btc_market, path=ORDER)
     position_open(symbol=btc, side="LONG", reason="test", gateway=impatient_gateway)
-    market.clear_faults()
+    btc_market.clear_faults()
     position = Position.objects.get()
     backdate(position, seconds=120)
 
-    guard_pass(gateway=gateway)
+    guard_pass(gateway=patient_gateway)
     backdate(position, seconds=120)
-    guard_pass(gateway=gateway)
+    guard_pass(gateway=patient_gateway)
 
-    assert exchange_quantity(market, "BTCUSDT") == Decimal("0.011")
-    assert exchange_exit_types(market, "BTCUSDT") == PROTECTED
-    assert accepted(market) == 3
+    assert exchange_quantity(btc_market, "BTCUSDT") == Decimal("0.011")
+    assert exchange_exit_types(btc_market, "BTCUSDT") == PROTECTED
+    assert accepted(btc_market) == 3
 
 
 # --- stops ----------------------------------------------------------------------------------------
 @LOST
 def test_open_when_exit_answers_lost_then_exactly_one_stop_and_one_target(
-    market: Any, btc: Symbol, gateway: ExchangeGateway, kind: str
+    btc_market: Any, btc: Symbol, patient_gateway: ExchangeGateway, kind: str
 ) -> None:
     # Both exits go out concurrently; both answers are lost.
-    market.faults(kind=kind, method="POST", path=ALGO, count=2, seconds=HELD_SECONDS)
+    btc_market.faults(kind=kind, method="POST", path=ALGO, count=2, seconds=HELD_SECONDS)
 
-    outcome = position_open(symbol=btc, side="LONG", reason="test", gateway=gateway)
+    outcome = position_open(symbol=btc, side="LONG", reason="test", gateway=patient_gateway)
 
     assert outcome.status == OpenOutcome.OPENED, outcome
-    assert exchange_exit_types(market, "BTCUSDT") == PROTECTED
-    assert accepted(market) == 3
+    assert exchange_exit_types(btc_market, "BTCUSDT") == PROTECTED
+    assert accepted(btc_market) == 3
     statuses = set(Order.objects.filter(purpose__in=["SL", "TP"]).values_list("status", flat=True))
     assert statuses == {Order.Status.OPEN}
 
 
 @LOST
 def test_guard_when_reattach_answer_lost_then_exactly_one_stop_after_later_passes(
-    market: Any, btc: Symbol, gateway: ExchangeGateway, kind: str
+    btc_market: Any, btc: Symbol, patient_gateway: ExchangeGateway, kind: str
 ) -> None:
-    position = open_long(btc, gateway)
+    position = open_long(btc, patient_gateway)
     stop = position.orders.get(purpose="SL")
-    assert gateway.cancel_order(
+    assert patient_gateway.cancel_order(
         symbol="BTCUSDT", client_order_id=stop.client_order_id, conditional=True
     )
-    lose_next_answer(market, path=ALGO, kind=kind)
+    lose_next_answer(btc_market, path=ALGO, kind=kind)
 
-    first = guard_pass(gateway=gateway)
+    first = guard_pass(gateway=patient_gateway)
     backdate(position, seconds=120)
-    guard_pass(gateway=gateway)
+    guard_pass(gateway=patient_gateway)
 
     assert first.reattached, first.summary()
-    assert exchange_exit_types(market, "BTCUSDT") == PROTECTED
-    assert accepted(market) == 4  # entry, SL, TP, the one re-attached SL
+    assert exchange_exit_types(btc_market, "BTCUSDT") == PROTECTED
+    assert accepted(btc_market) == 4  # entry, SL, TP, the one re-attached SL
 
 
 @LOST
 def test_guard_when_reattach_answer_lost_past_retry_budget_then_next_pass_finds_it_not_resends(
-    market: Any,
+    btc_market: Any,
     btc: Symbol,
-    gateway: ExchangeGateway,
+    patient_gateway: ExchangeGateway,
     impatient_gateway: ExchangeGateway,
     kind: str,
 ) -> None:
-    position = open_long(btc, gateway)
+    position = open_long(btc, patient_gateway)
     stop = position.orders.get(purpose="SL")
-    gateway.cancel_order(symbol="BTCUSDT", client_order_id=stop.client_order_id, conditional=True)
-    lose_next_answer(market, path=ALGO, kind=kind)
-    fail_lookups(market, path=ALGO)
+    patient_gateway.cancel_order(
+        symbol="BTCUSDT", client_order_id=stop.client_order_id, conditional=True
+    )
+    lose_next_answer(btc_market, path=ALGO, kind=kind)
+    fail_lookups(btc_market, path=ALGO)
     guard_pass(gateway=impatient_gateway)
-    market.clear_faults()
+    btc_market.clear_faults()
 
     backdate(position, seconds=120)
-    guard_pass(gateway=gateway)
+    guard_pass(gateway=patient_gateway)
     backdate(position, seconds=120)
-    guard_pass(gateway=gateway)
+    guard_pass(gateway=patient_gateway)
 
-    assert exchange_exit_types(market, "BTCUSDT") == PROTECTED
-    assert accepted(market) == 4
+    assert exchange_exit_types(btc_market, "BTCUSDT") == PROTECTED
+    assert accepted(btc_market) == 4
 
 
 # --- closes ---------------------------------------------------------------------------------------
 @LOST
 def test_close_when_answer_lost_then_one_close_and_position_flat_without_exits(
-    market: Any, btc: Symbol, gateway: ExchangeGateway, kind: str
+    btc_market: Any, btc: Symbol, patient_gateway: ExchangeGateway, kind: str
 ) -> None:
-    position = open_long(btc, gateway)
-    lose_next_answer(market, path=ORDER, kind=kind)
+    position = open_long(btc, patient_gateway)
+    lose_next_answer(btc_market, path=ORDER, kind=kind)
 
-    outcome = position_close(position=position, reason="MANUAL", gateway=gateway)
+    outcome = position_close(position=position, reason="MANUAL", gateway=patient_gateway)
 
     assert outcome.status == CloseOutcome.CLOSED, outcome
-    assert exchange_quantity(market, "BTCUSDT") == 0
-    assert exchange_exit_types(market, "BTCUSDT") == []
-    assert exchange_regular_orders(market, "BTCUSDT") == []
-    assert accepted(market) == 4  # entry, SL, TP, one close
+    assert exchange_quantity(btc_market, "BTCUSDT") == 0
+    assert exchange_exit_types(btc_market, "BTCUSDT") == []
+    assert exchange_regular_orders(btc_market, "BTCUSDT") == []
+    assert accepted(btc_market) == 4  # entry, SL, TP, one close
 
 
 @LOST
 def test_close_when_answer_lost_past_retry_budget_then_no_second_close_and_guard_records_it(
-    market: Any,
+    btc_market: Any,
     btc: Symbol,
-    gateway: ExchangeGateway,
+    patient_gateway: ExchangeGateway,
     impatient_gateway: ExchangeGateway,
     kind: str,
 ) -> None:
-    position = open_long(btc, gateway)
-    lose_next_answer(market, path=ORDER, kind=kind)
-    fail_lookups(market, path=ORDER)
+    position = open_long(btc, patient_gateway)
+    lose_next_answer(btc_market, path=ORDER, kind=kind)
+    fail_lookups(btc_market, path=ORDER)
     first = position_close(position=position, reason="MANUAL", gateway=impatient_gateway)
-    market.clear_faults()
+    btc_market.clear_faults()
 
-    again = position_close(position=position, reason="MANUAL", gateway=gateway)
+    again = position_close(position=position, reason="MANUAL", gateway=patient_gateway)
     backdate(position, seconds=120)
-    guard_pass(gateway=gateway)
+    guard_pass(gateway=patient_gateway)
 
     assert first.status == CloseOutcome.FAILED, first
     assert again.status != CloseOutcome.PARTIAL, again
-    assert accepted(market) == 4
-    assert exchange_quantity(market, "BTCUSDT") == 0
-    assert exchange_exit_types(market, "BTCUSDT") == []
+    assert accepted(btc_market) == 4
+    assert exchange_quantity(btc_market, "BTCUSDT") == 0
+    assert exchange_exit_types(btc_market, "BTCUSDT") == []
     position.refresh_from_db()
     assert position.status == Position.Status.CLOSED

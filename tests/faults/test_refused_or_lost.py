@@ -15,10 +15,9 @@ import pytest
 from exchange.gateway import ExchangeGateway
 from signals.cycles import trade_cycle_run
 from signals.types import Decision
+from tests.support.exchange import PROTECTED, accepted, exchange_exit_types, exchange_quantity
 from trading.models import Order, Position, Symbol, TradeEvent
 from trading.services import CloseOutcome, OpenOutcome, position_open
-
-from .conftest import PROTECTED, accepted, exchange_exit_types, exchange_quantity
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -57,11 +56,11 @@ def left_for_the_guard(paper: Any, symbol: str) -> None:
 
 # --- case 1: exits fail, then the close fails --------------------------------------------------
 def test_cycle_when_exits_fail_and_close_rate_limited_then_open_reported_for_the_guard(
-    market: Any, btc: Symbol, impatient_gateway: ExchangeGateway
+    btc_market: Any, btc: Symbol, impatient_gateway: ExchangeGateway
 ) -> None:
-    let_entry_through(market)
-    market.faults(kind="rate_limit", method="POST", path=ORDER, count=10, retry_after=1)
-    exits_fail(market)
+    let_entry_through(btc_market)
+    btc_market.faults(kind="rate_limit", method="POST", path=ORDER, count=10, retry_after=1)
+    exits_fail(btc_market)
 
     outcome = cycle(btc, impatient_gateway)
 
@@ -72,21 +71,21 @@ def test_cycle_when_exits_fail_and_close_rate_limited_then_open_reported_for_the
     assert "refused before the exchange acted" in outcome.reason, outcome
     # The 429 means the exchange did not act: the position is OPEN, as on the exchange.
     assert position.status == Position.Status.OPEN
-    assert exchange_quantity(market, "BTCUSDT") == Decimal("0.011")
+    assert exchange_quantity(btc_market, "BTCUSDT") == Decimal("0.011")
     close = Order.objects.get(purpose=Order.Purpose.CLOSE)
     assert close.status == Order.Status.REJECTED
     assert TradeEvent.objects.filter(position=position, message__startswith="CLOSING -> OPEN")
-    left_for_the_guard(market, "BTCUSDT")
-    assert accepted(market) == 1  # the entry only: no close, no exit was accepted
+    left_for_the_guard(btc_market, "BTCUSDT")
+    assert accepted(btc_market) == 1  # the entry only: no close, no exit was accepted
 
 
 def test_cycle_when_exits_fail_and_close_lost_but_never_arrived_then_open_for_the_guard(
-    market: Any, btc: Symbol, impatient_gateway: ExchangeGateway
+    btc_market: Any, btc: Symbol, impatient_gateway: ExchangeGateway
 ) -> None:
-    let_entry_through(market)
+    let_entry_through(btc_market)
     # Every close attempt answers 503 without being handled; lookups by id still answer.
-    market.faults(kind="error", method="POST", path=ORDER, count=1000, status=503)
-    exits_fail(market)
+    btc_market.faults(kind="error", method="POST", path=ORDER, count=1000, status=503)
+    exits_fail(btc_market)
 
     outcome = cycle(btc, impatient_gateway)
 
@@ -95,17 +94,17 @@ def test_cycle_when_exits_fail_and_close_lost_but_never_arrived_then_open_for_th
     assert "close did not execute" in outcome.reason, outcome
     assert "never reached the exchange" in outcome.reason, outcome
     assert position.status == Position.Status.OPEN
-    assert exchange_quantity(market, "BTCUSDT") == Decimal("0.011")
-    left_for_the_guard(market, "BTCUSDT")
+    assert exchange_quantity(btc_market, "BTCUSDT") == Decimal("0.011")
+    left_for_the_guard(btc_market, "BTCUSDT")
 
 
 def test_cycle_when_exits_fail_and_close_outcome_unknown_then_closing_is_reported_loudly(
-    market: Any, btc: Symbol, impatient_gateway: ExchangeGateway
+    btc_market: Any, btc: Symbol, impatient_gateway: ExchangeGateway
 ) -> None:
-    let_entry_through(market)
-    market.faults(kind="error", method="POST", path=ORDER, count=1000, status=503)
-    market.faults(kind="error", method="GET", path=ORDER, count=1000, status=503)
-    exits_fail(market)
+    let_entry_through(btc_market)
+    btc_market.faults(kind="error", method="POST", path=ORDER, count=1000, status=503)
+    btc_market.faults(kind="error", method="GET", path=ORDER, count=1000, status=503)
+    exits_fail(btc_market)
 
     outcome = cycle(btc, impatient_gateway)
 
@@ -114,32 +113,35 @@ def test_cycle_when_exits_fail_and_close_outcome_unknown_then_closing_is_reporte
     assert "outcome is unknown" in outcome.reason, outcome
     assert "closed at market" not in outcome.reason, outcome
     assert position.status == Position.Status.CLOSING
-    assert exchange_quantity(market, "BTCUSDT") == Decimal("0.011")
+    assert exchange_quantity(btc_market, "BTCUSDT") == Decimal("0.011")
     from monitoring.models import Alert
 
     assert Alert.objects.filter(key="order_path.close_unknown.BTCUSDT").exists()
 
 
 def test_cycle_when_exits_fail_and_close_fills_then_reported_closed_and_flat(
-    market: Any, btc: Symbol, impatient_gateway: ExchangeGateway
+    btc_market: Any, btc: Symbol, impatient_gateway: ExchangeGateway
 ) -> None:
-    exits_fail(market)
+    exits_fail(btc_market)
 
     outcome = cycle(btc, impatient_gateway)
 
     assert outcome.status == OpenOutcome.FAILED, outcome
     assert outcome.reason == "no stop-loss could be placed: closed at market", outcome
-    assert exchange_quantity(market, "BTCUSDT") == 0
+    assert exchange_quantity(btc_market, "BTCUSDT") == 0
     assert Position.objects.get().status == Position.Status.CLOSED
 
 
 def test_close_when_rate_limited_then_refused_not_lost_and_exits_kept(
-    market: Any, btc: Symbol, gateway: ExchangeGateway, impatient_gateway: ExchangeGateway
+    btc_market: Any,
+    btc: Symbol,
+    patient_gateway: ExchangeGateway,
+    impatient_gateway: ExchangeGateway,
 ) -> None:
     from trading.services import position_close
 
-    position = position_open(symbol=btc, side="LONG", reason="t", gateway=gateway).position
-    market.faults(kind="rate_limit", method="POST", path=ORDER, count=10, retry_after=5)
+    position = position_open(symbol=btc, side="LONG", reason="t", gateway=patient_gateway).position
+    btc_market.faults(kind="rate_limit", method="POST", path=ORDER, count=10, retry_after=5)
 
     outcome = position_close(
         position=position, reason="MANUAL", forced_event=True, gateway=impatient_gateway
@@ -149,21 +151,21 @@ def test_close_when_rate_limited_then_refused_not_lost_and_exits_kept(
     assert outcome.status == CloseOutcome.FAILED, outcome
     assert "refused before the exchange acted" in outcome.reason, outcome
     assert position.status == Position.Status.OPEN
-    assert exchange_quantity(market, "BTCUSDT") == Decimal("0.011")
-    assert exchange_exit_types(market, "BTCUSDT") == PROTECTED
+    assert exchange_quantity(btc_market, "BTCUSDT") == Decimal("0.011")
+    assert exchange_exit_types(btc_market, "BTCUSDT") == PROTECTED
 
 
 # --- case 2: an entry that never executed -------------------------------------------------------
 def test_cycle_when_entry_503s_past_budget_and_lookups_fail_then_next_cycle_frees_and_trades(
-    market: Any, btc: Symbol, impatient_gateway: ExchangeGateway
+    btc_market: Any, btc: Symbol, impatient_gateway: ExchangeGateway
 ) -> None:
-    market.faults(kind="error", method="POST", path=ORDER, count=1000, status=503)
-    market.faults(kind="error", method="GET", path=ORDER, count=1000, status=503)
+    btc_market.faults(kind="error", method="POST", path=ORDER, count=1000, status=503)
+    btc_market.faults(kind="error", method="GET", path=ORDER, count=1000, status=503)
     first = cycle(btc, impatient_gateway)
     assert first.status == OpenOutcome.FAILED, first
     assert Position.objects.get().status == Position.Status.OPENING
-    assert exchange_quantity(market, "BTCUSDT") == 0
-    market.clear_faults()
+    assert exchange_quantity(btc_market, "BTCUSDT") == 0
+    btc_market.clear_faults()
 
     second = cycle(btc, impatient_gateway)
 
@@ -171,15 +173,15 @@ def test_cycle_when_entry_503s_past_budget_and_lookups_fail_then_next_cycle_free
     stuck, fresh = Position.objects.order_by("id")
     assert stuck.status == Position.Status.FAILED
     assert fresh.status == Position.Status.OPEN
-    assert exchange_quantity(market, "BTCUSDT") == Decimal("0.011")
-    assert exchange_exit_types(market, "BTCUSDT") == PROTECTED
-    assert accepted(market) == 3
+    assert exchange_quantity(btc_market, "BTCUSDT") == Decimal("0.011")
+    assert exchange_exit_types(btc_market, "BTCUSDT") == PROTECTED
+    assert accepted(btc_market) == 3
 
 
 def test_cycle_when_entry_clock_skew_twice_then_failed_at_once_and_next_cycle_trades(
-    market: Any, btc: Symbol, impatient_gateway: ExchangeGateway
+    btc_market: Any, btc: Symbol, impatient_gateway: ExchangeGateway
 ) -> None:
-    market.faults(
+    btc_market.faults(
         kind="error",
         method="POST",
         path=ORDER,
@@ -196,6 +198,6 @@ def test_cycle_when_entry_clock_skew_twice_then_failed_at_once_and_next_cycle_tr
     second = cycle(btc, impatient_gateway)
 
     assert second.status == OpenOutcome.OPENED, second
-    assert exchange_quantity(market, "BTCUSDT") == Decimal("0.011")
-    assert exchange_exit_types(market, "BTCUSDT") == PROTECTED
-    assert accepted(market) == 3
+    assert exchange_quantity(btc_market, "BTCUSDT") == Decimal("0.011")
+    assert exchange_exit_types(btc_market, "BTCUSDT") == PROTECTED
+    assert accepted(btc_market) == 3

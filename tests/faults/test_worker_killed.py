@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import PROTECTED, exchange_exit_types, exchange_quantity
+from tests.support.exchange import PROTECTED, exchange_exit_types, exchange_quantity
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_SECONDS = 30

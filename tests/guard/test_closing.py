@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from monitoring.models import Alert
 from monitoring.sentinel import sentinel_pass
-from tests.guard.conftest import fast_gateway, open_algo_orders
+from tests.support.exchange import fast_gateway, open_algo_orders
 from trading.models import Position, Symbol, TradeEvent
 from trading.reconcile import EXIT_MISSING, STATUS_CONTRADICTED, reconcile
 from trading.services import position_open
@@ -23,12 +23,12 @@ ALGO_ORDERS = "/fapi/v1/algoOrder"
 
 
 @pytest.fixture
-def stranded_closing(market) -> Position:
+def stranded_closing(btc_market) -> Position:
     """A LONG filled, then 503s on every exit and close request: recorded CLOSING, naked."""
     # The entry takes the harmless first fault; every later order request gets a 503.
-    market.faults(kind="latency", method="POST", path=ORDERS, count=1, seconds=0)
-    market.faults(kind="error", method="POST", path=ORDERS, count=100_000)
-    market.faults(kind="error", method="POST", path=ALGO_ORDERS, count=100_000)
+    btc_market.faults(kind="latency", method="POST", path=ORDERS, count=1, seconds=0)
+    btc_market.faults(kind="error", method="POST", path=ORDERS, count=100_000)
+    btc_market.faults(kind="error", method="POST", path=ALGO_ORDERS, count=100_000)
     outcome = position_open(
         symbol=Symbol.objects.get(name="BTCUSDT"),
         side="LONG",
@@ -36,14 +36,14 @@ def stranded_closing(market) -> Position:
         gateway=fast_gateway(),
     )
     position = Position.objects.get(pk=outcome.position.pk)
-    assert [row["positionAmt"] for row in market.positions()] == ["0.011"]
-    assert open_algo_orders(market, "BTCUSDT") == []
+    assert [row["positionAmt"] for row in btc_market.positions()] == ["0.011"]
+    assert open_algo_orders(btc_market, "BTCUSDT") == []
     assert position.status in (Position.Status.CLOSING, Position.Status.OPEN)
     return position
 
 
 def test_sentinel_and_reconcile_when_closing_position_naked_on_exchange_then_both_report_it(
-    stranded_closing, market
+    stranded_closing, btc_market
 ):
     # Act: the exchange still refuses orders; the watchers only read
     report = sentinel_pass(gateway=fast_gateway())
@@ -58,17 +58,17 @@ def test_sentinel_and_reconcile_when_closing_position_naked_on_exchange_then_bot
 
 
 def test_guard_pass_when_closing_position_still_on_exchange_then_protected_or_flat_in_3_passes(
-    stranded_closing, market, guard
+    stranded_closing, btc_market, guard
 ):
     # Arrange: the faults stop
-    market.clear_faults()
+    btc_market.clear_faults()
 
     # Act
     reports = []
     for _ in range(3):
         reports.append(guard())
-        held = market.positions()
-        types = sorted(o["orderType"] for o in open_algo_orders(market, "BTCUSDT"))
+        held = btc_market.positions()
+        types = sorted(o["orderType"] for o in open_algo_orders(btc_market, "BTCUSDT"))
         if not held or types == ["STOP_MARKET", "TAKE_PROFIT_MARKET"]:
             break
 
@@ -79,7 +79,7 @@ def test_guard_pass_when_closing_position_still_on_exchange_then_protected_or_fl
     position = Position.objects.get(pk=stranded_closing.pk)
     if not held:
         assert position.status == Position.Status.CLOSED
-        assert open_algo_orders(market, "BTCUSDT") == []
+        assert open_algo_orders(btc_market, "BTCUSDT") == []
     if stranded_closing.status == Position.Status.CLOSING:
         assert TradeEvent.objects.filter(position=position, message__contains="CLOSING -> OPEN")
         assert Alert.objects.filter(key="guard.close_incomplete.BTCUSDT").exists()
@@ -87,10 +87,10 @@ def test_guard_pass_when_closing_position_still_on_exchange_then_protected_or_fl
 
 
 def test_reconcile_when_closing_record_and_position_still_held_then_not_agree(
-    stranded_closing, market
+    stranded_closing, btc_market
 ):
     # Arrange: the faults stop; nothing has repaired the record yet
-    market.clear_faults()
+    btc_market.clear_faults()
     Position.objects.filter(pk=stranded_closing.pk).update(status=Position.Status.CLOSING)
 
     # Act: past the grace for a close in flight

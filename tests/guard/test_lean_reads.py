@@ -19,7 +19,8 @@ from core.models import Lease
 from monitoring.models import Alert
 from paper.testing import PaperControl, PaperExchangeServer
 from risk.models import RiskProfile
-from tests.guard.conftest import fast_gateway, open_algo_orders, open_long, pass_weight
+from tests.support.exchange import fast_gateway, open_algo_orders, pass_weight
+from tests.support.factories import open_long
 from trading import guard_reads
 from trading.guard import SWEEP_LEASE_NAME, GuardReport, guard_pass
 from trading.models import Order, Position, Symbol
@@ -111,21 +112,21 @@ def test_orders_weight_when_watched_symbols_grow_then_all_symbol_read_from_40_on
 
 
 def test_guard_pass_when_position_opened_by_hand_on_never_traded_symbol_then_found_and_protected(
-    market, btc, gateway
+    btc_market, btc, unthrottled_gateway
 ):
     # Arrange: our protected BTCUSDT long, past the first (sweeping) pass; then 0.1 ETH bought
     # by hand: ETHUSDT has no order and no position here, so no pass watches it
-    open_long(symbol=btc, gateway=gateway)
+    open_long(symbol=btc, gateway=unthrottled_gateway)
     _guard()
     assert not Order.objects.filter(symbol__name="ETHUSDT").exists()
-    gateway.create_market_order(
+    unthrottled_gateway.create_market_order(
         symbol="ETHUSDT",
         side="BUY",
         quantity=Decimal("0.1"),
         client_order_id="by-hand-eth",
         reduce_only=False,
     )
-    all_symbol_reads = _requests(market, "GET /fapi/v1/openOrders")
+    all_symbol_reads = _requests(btc_market, "GET /fapi/v1/openOrders")
 
     # Act
     found = _guard()
@@ -135,84 +136,84 @@ def test_guard_pass_when_position_opened_by_hand_on_never_traded_symbol_then_fou
     # without a sweep (no regular-order read at all); watched from then on
     assert found.error == "" and found.adopted == ["ETHUSDT LONG 0.100 @ 3500"]
     assert sorted(found.reattached) == ["ETHUSDT SL @ 3489.50", "ETHUSDT TP @ 3517.50"]
-    assert _requests(market, "GET /fapi/v1/openOrders") == all_symbol_reads
+    assert _requests(btc_market, "GET /fapi/v1/openOrders") == all_symbol_reads
     assert not after.reattached and not after.adopted and after.requests == 1 + 2
-    types = sorted(o["orderType"] for o in open_algo_orders(market, "ETHUSDT"))
+    types = sorted(o["orderType"] for o in open_algo_orders(btc_market, "ETHUSDT"))
     assert types == ["STOP_MARKET", "TAKE_PROFIT_MARKET"]
 
 
 def test_guard_pass_when_stop_fires_during_per_symbol_read_then_nothing_placed_no_alert(
-    market, btc, gateway
+    btc_market, btc, unthrottled_gateway
 ):
     # Arrange: a protected LONG (SL 99700), past the sweeping pass; its conditional-order read
     # is held back by the exchange
-    position = open_long(symbol=btc, gateway=gateway)
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
     _guard()
-    placed = _requests(market, "POST /fapi/v1/algoOrder")
-    market.faults(kind="latency", method="GET", path="/fapi/v1/openAlgoOrders", seconds=1.0)
+    placed = _requests(btc_market, "POST /fapi/v1/algoOrder")
+    btc_market.faults(kind="latency", method="GET", path="/fapi/v1/openAlgoOrders", seconds=1.0)
 
     # Act: the stop fires while that read is held back
     thread, reports = _in_thread(_guard)
-    _wait_until(lambda: _fault_taken(market))
-    market.set_price("BTCUSDT", "99600")
+    _wait_until(lambda: _fault_taken(btc_market))
+    btc_market.set_price("BTCUSDT", "99600")
     thread.join(timeout=30)
     later = _guard()
 
     # Assert: the symbol read flat (the position read came after the order read): no exit
     # placed, no alert; the close recorded as SL
     assert reports[0].error == "" and not reports[0].reattached and not later.reattached
-    assert _requests(market, "POST /fapi/v1/algoOrder") == placed
+    assert _requests(btc_market, "POST /fapi/v1/algoOrder") == placed
     assert not Alert.objects.filter(key__startswith="guard.").exists()
     position.refresh_from_db()
     assert position.status == Position.Status.CLOSED and position.close_reason == "SL"
 
 
 def test_guard_pass_when_stop_fires_while_unwatched_symbol_is_read_then_not_adopted_nor_alerted(
-    market, gateway
+    btc_market, unthrottled_gateway
 ):
     # Arrange: a position opened by hand with its own stop on a symbol nobody watches; the pass
     # learns of it from the position read, so it reads its orders after that read
     _guard()  # the sweeping pass, with nothing on the exchange
-    gateway.create_market_order(
+    unthrottled_gateway.create_market_order(
         symbol="ETHUSDT",
         side="BUY",
         quantity=Decimal("0.1"),
         client_order_id="by-hand-eth",
         reduce_only=False,
     )
-    gateway.create_exit_order(
+    unthrottled_gateway.create_exit_order(
         symbol="ETHUSDT",
         side="SELL",
         kind="SL",
         stop_price=Decimal("3400"),
         client_order_id="by-hand-eth-sl",
     )
-    placed = _requests(market, "POST /fapi/v1/algoOrder")
-    market.faults(kind="latency", method="GET", path="/fapi/v1/openAlgoOrders", seconds=1.0)
+    placed = _requests(btc_market, "POST /fapi/v1/algoOrder")
+    btc_market.faults(kind="latency", method="GET", path="/fapi/v1/openAlgoOrders", seconds=1.0)
 
     # Act: the hand-placed stop fires while ETHUSDT's order read is held back
     thread, reports = _in_thread(_guard)
-    _wait_until(lambda: _fault_taken(market))
-    market.set_price("ETHUSDT", "3390")
+    _wait_until(lambda: _fault_taken(btc_market))
+    btc_market.set_price("ETHUSDT", "3390")
     thread.join(timeout=30)
 
     # Assert: its position read again after its orders: flat, so nothing adopted, placed or
     # alerted (read once, it would look like a naked position and get a second stop)
-    assert market.positions() == []
+    assert btc_market.positions() == []
     assert reports[0].error == "" and not reports[0].adopted and not reports[0].unknown
-    assert _requests(market, "POST /fapi/v1/algoOrder") == placed
+    assert _requests(btc_market, "POST /fapi/v1/algoOrder") == placed
     assert not Position.objects.exists()
     assert not Alert.objects.filter(key__startswith="guard.").exists()
 
 
 def test_guard_pass_when_our_order_left_on_symbol_linked_to_nothing_then_cancelled_by_sweep(
-    market, gateway
+    btc_market, unthrottled_gateway
 ):
     # Arrange: past the first sweep, a stop of ours whose row is gone (a restored database) on
     # a symbol with nothing live here
-    market.set_options(close_without_position="accept")
+    btc_market.set_options(close_without_position="accept")
     _guard()
-    gateway.create_exit_order(
+    unthrottled_gateway.create_exit_order(
         symbol="BNBUSDT",
         side="SELL",
         kind="SL",
@@ -228,15 +229,15 @@ def test_guard_pass_when_our_order_left_on_symbol_linked_to_nothing_then_cancell
     # Assert: not read by the steady pass (nothing points at BNBUSDT), cancelled by the sweep
     assert steady.cancelled == [] and steady.requests == 1
     assert sweep.cancelled == ["arena-999-sl-x"]
-    assert open_algo_orders(market, "BNBUSDT") == []
+    assert open_algo_orders(btc_market, "BNBUSDT") == []
 
 
 def test_guard_pass_when_risk_pct_lowered_in_admin_then_balance_read_and_excess_closed_at_once(
-    market, btc, gateway
+    btc_market, btc, unthrottled_gateway
 ):
     # Arrange: 0.011 BTC (margin 550 of the allowed 30 % of 1833.33); the balance was read by
     # the first pass a moment ago, so only the rule change makes the next pass read it
-    position = open_long(symbol=btc, gateway=gateway)
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
     _guard()
     assert _guard().requests == 2  # positions and BTCUSDT's conditional orders: no balance
     profile = RiskProfile.objects.get(is_active=True)
@@ -249,17 +250,17 @@ def test_guard_pass_when_risk_pct_lowered_in_admin_then_balance_read_and_excess_
     # Assert: allowed margin 275, so 0.005 of 0.011 closed
     position.refresh_from_db()
     assert report.error == ""
-    assert _requests(market, "GET /fapi/v2/account") >= 1
+    assert _requests(btc_market, "GET /fapi/v2/account") >= 1
     assert position.status == Position.Status.OPEN and position.quantity == Decimal("0.006")
 
 
 def test_guard_pass_when_position_opened_by_hand_with_its_own_exits_then_no_second_exits(
-    market, btc, gateway
+    btc_market, btc, unthrottled_gateway
 ):
     # Arrange: past the sweeping pass, 0.1 ETH bought by hand with a stop and a target by hand
-    open_long(symbol=btc, gateway=gateway)
+    open_long(symbol=btc, gateway=unthrottled_gateway)
     _guard()
-    gateway.create_market_order(
+    unthrottled_gateway.create_market_order(
         symbol="ETHUSDT",
         side="BUY",
         quantity=Decimal("0.1"),
@@ -267,14 +268,14 @@ def test_guard_pass_when_position_opened_by_hand_with_its_own_exits_then_no_seco
         reduce_only=False,
     )
     for kind, price in (("SL", "3400"), ("TP", "3600")):
-        gateway.create_exit_order(
+        unthrottled_gateway.create_exit_order(
             symbol="ETHUSDT",
             side="SELL",
             kind=kind,
             stop_price=Decimal(price),
             client_order_id=f"by-hand-eth-{kind}",
         )
-    placed = _requests(market, "POST /fapi/v1/algoOrder")
+    placed = _requests(btc_market, "POST /fapi/v1/algoOrder")
 
     # Act
     report = _guard()
@@ -283,7 +284,7 @@ def test_guard_pass_when_position_opened_by_hand_with_its_own_exits_then_no_seco
     # operator's exits count as its protection
     assert report.adopted == ["ETHUSDT LONG 0.100 @ 3500"]
     assert report.reattached == [] and report.failed == [] and report.error == ""
-    assert _requests(market, "POST /fapi/v1/algoOrder") == placed
+    assert _requests(btc_market, "POST /fapi/v1/algoOrder") == placed
     assert not Alert.objects.filter(key__startswith="guard.exit").exists()
-    ids = sorted(o["clientAlgoId"] for o in open_algo_orders(market, "ETHUSDT"))
+    ids = sorted(o["clientAlgoId"] for o in open_algo_orders(btc_market, "ETHUSDT"))
     assert ids == ["by-hand-eth-SL", "by-hand-eth-TP"]

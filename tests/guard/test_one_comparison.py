@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from dashboard.selectors import open_positions_with_marks
 from monitoring.sentinel import sentinel_pass
-from tests.guard.conftest import cancel_exit, fast_gateway, open_long
+from tests.support.exchange import cancel_exit, fast_gateway
+from tests.support.factories import open_long
 from trading.comparison import SETTLE_GRACE
 from trading.exchange_view import exchange_view_store
 from trading.guard import exchange_snapshot
@@ -37,7 +38,7 @@ def _views_of_the_stop(market) -> dict[str, bool]:
 
 
 def test_watchers_when_stop_cancelled_then_all_say_missing_once_the_grace_is_over(
-    market, guard, time_machine
+    btc_market, guard, time_machine
 ) -> None:
     # Arrange: a protected long; the guard's read feeds the dashboard
     position = open_long(symbol=Symbol.objects.get(name="BTCUSDT"), gateway=fast_gateway())
@@ -49,9 +50,9 @@ def test_watchers_when_stop_cancelled_then_all_say_missing_once_the_grace_is_ove
 
     # Act: within the grace our own stop row may still be hidden from the lists (the watchers
     # that alert wait); the dashboard shows what the exchange holds
-    within = _views_of_the_stop(market)
+    within = _views_of_the_stop(btc_market)
     time_machine.move_to(timezone.now() + SETTLE_GRACE + timedelta(seconds=1), tick=True)
-    after = _views_of_the_stop(market)
+    after = _views_of_the_stop(btc_market)
 
     # Assert
     assert within == {"sentinel": False, "reconcile": False, "dashboard": True}
@@ -59,7 +60,7 @@ def test_watchers_when_stop_cancelled_then_all_say_missing_once_the_grace_is_ove
 
 
 def test_watchers_when_position_flipped_by_hand_then_old_side_exits_count_nowhere(
-    market, guard, time_machine
+    btc_market, guard, time_machine
 ) -> None:
     # Arrange: our SELL exits stay, the exchange now holds a SHORT they cannot close
     open_long(symbol=Symbol.objects.get(name="BTCUSDT"), gateway=fast_gateway())
@@ -78,7 +79,7 @@ def test_watchers_when_position_flipped_by_hand_then_old_side_exits_count_nowher
 
     # Act: past the grace for our own exits
     time_machine.move_to(timezone.now() + SETTLE_GRACE + timedelta(seconds=1), tick=True)
-    seen = _views_of_the_stop(market)
+    seen = _views_of_the_stop(btc_market)
 
     # Assert
     assert seen == {"sentinel": True, "reconcile": True, "dashboard": True}

@@ -16,13 +16,8 @@ from core.services import lease_claim
 from monitoring.models import Alert
 from monitoring.tasks import alert_deliver_task
 from risk.models import RiskProfile
-from tests.guard.conftest import (
-    cancel_exit,
-    open_algo_orders,
-    open_long,
-    open_on_every_symbol,
-    pass_weight,
-)
+from tests.support.exchange import cancel_exit, open_algo_orders, pass_weight
+from tests.support.factories import open_long, open_on_every_symbol
 from trading.guard import guard_book_load
 from trading.models import Position, Symbol
 
@@ -34,11 +29,11 @@ def _requests(paper: object) -> int:
 
 
 def test_guard_pass_when_price_moves_through_stop_then_close_recorded_and_tp_cancelled(
-    market, btc, gateway, guard, caplog
+    btc_market, btc, unthrottled_gateway, guard, caplog
 ):
     # Arrange
-    position = open_long(symbol=btc, gateway=gateway)
-    market.set_price("BTCUSDT", "99700")
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
+    btc_market.set_price("BTCUSDT", "99700")
 
     # Act
     with caplog.at_level(logging.INFO):
@@ -46,7 +41,7 @@ def test_guard_pass_when_price_moves_through_stop_then_close_recorded_and_tp_can
 
     # Assert
     position.refresh_from_db()
-    fills = gateway.fetch_fills(symbol="BTCUSDT", since=None)
+    fills = unthrottled_gateway.fetch_fills(symbol="BTCUSDT", since=None)
     exchange_pnl = sum(f.realized_pnl for f in fills) - sum(f.commission for f in fills)
     assert position.status == Position.Status.CLOSED
     assert position.close_reason == Position.CloseReason.STOP_LOSS
@@ -55,15 +50,15 @@ def test_guard_pass_when_price_moves_through_stop_then_close_recorded_and_tp_can
     assert sum(f.realized_pnl for f in fills) == Decimal("-3.3")
     assert f"[Close] BTCUSDT SL @ 99700.0 | PnL {exchange_pnl:.2f} USDT" in caplog.text
     assert report.closed and report.closed[0].startswith("BTCUSDT SL @ 99700")
-    assert open_algo_orders(market, "BTCUSDT") == []
+    assert open_algo_orders(btc_market, "BTCUSDT") == []
 
 
 def test_guard_pass_when_stop_seen_firing_by_an_earlier_pass_then_close_recorded_as_sl(
-    market, btc, gateway, guard
+    btc_market, btc, unthrottled_gateway, guard
 ):
     # Arrange: an earlier pass saw the stop fire while the position was still closing.
-    position = open_long(symbol=btc, gateway=gateway)
-    market.set_price("BTCUSDT", "99700")
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
+    btc_market.set_price("BTCUSDT", "99700")
     position.orders.filter(purpose="SL").update(status="TRIGGERED")
 
     # Act
@@ -76,10 +71,10 @@ def test_guard_pass_when_stop_seen_firing_by_an_earlier_pass_then_close_recorded
 
 
 def test_guard_pass_when_one_or_six_positions_then_one_read_per_watched_symbol_and_flat_queries(
-    paper, defaults, gateway, guard
+    paper, defaults, unthrottled_gateway, guard
 ):
     # Arrange
-    one = open_on_every_symbol(gateway=gateway, count=1)
+    one = open_on_every_symbol(gateway=unthrottled_gateway, count=1)
     guard()  # the first pass sweeps every symbol and reads the balance: not the steady state
     before = _requests(paper)
     with CaptureQueriesContext(connection) as queries_one:
@@ -87,7 +82,7 @@ def test_guard_pass_when_one_or_six_positions_then_one_read_per_watched_symbol_a
     requests_one = _requests(paper) - before
     # Add five more positions (the paper exchange lists six symbols).
     for symbol in Symbol.objects.exclude(pk=one[0].symbol_id).order_by("id"):
-        open_long(symbol=symbol, gateway=gateway)
+        open_long(symbol=symbol, gateway=unthrottled_gateway)
     guard()
     before = _requests(paper)
     with CaptureQueriesContext(connection) as queries_six:
@@ -130,33 +125,33 @@ def test_guard_book_load_when_1_or_30_positions_then_five_queries(
 
 
 def test_guard_pass_when_new_stop_hidden_from_open_orders_then_no_second_stop(
-    market, btc, gateway, guard
+    btc_market, btc, unthrottled_gateway, guard
 ):
     # Arrange: the exchange hides new conditional orders from open-order queries for 60 s
-    market.faults(kind="algo_hidden", seconds=60)
-    position = open_long(symbol=btc, gateway=gateway)
-    accepted = market.stats()["orders_accepted"]
-    assert open_algo_orders(market, "BTCUSDT")  # the control API sees hidden ones too
-    assert gateway.fetch_open_conditional_orders() == []
+    btc_market.faults(kind="algo_hidden", seconds=60)
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
+    accepted = btc_market.stats()["orders_accepted"]
+    assert open_algo_orders(btc_market, "BTCUSDT")  # the control API sees hidden ones too
+    assert unthrottled_gateway.fetch_open_conditional_orders() == []
 
     # Act
     reports = [guard() for _ in range(3)]
 
     # Assert
     assert all(r.reattached == [] and r.error == "" for r in reports)
-    assert market.stats()["orders_accepted"] == accepted
-    assert market.stats()["requests"].get("GET /fapi/v1/algoOrder", 0) >= 2
+    assert btc_market.stats()["orders_accepted"] == accepted
+    assert btc_market.stats()["requests"].get("GET /fapi/v1/algoOrder", 0) >= 2
     assert position.orders.filter(purpose__in=["SL", "TP"]).count() == 2
 
 
 def test_guard_pass_when_telegram_hangs_then_pass_returns_at_once_and_alert_sent_later(
-    market, btc, gateway, guard, telegram, celery_memory_broker
+    btc_market, btc, unthrottled_gateway, guard, telegram, celery_memory_broker
 ):
     # Arrange: an alert-raising situation (a stop the exchange refuses), Telegram not answering
-    position = open_long(symbol=btc, gateway=gateway)
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
     Symbol.objects.filter(pk=btc.pk).update(tick_size=Decimal("0.0001"), price_precision=4)
     Position.objects.filter(pk=position.pk).update(stop_loss_price=Decimal("99700.0997"))
-    cancel_exit(position=position, kind="SL", gateway=gateway)
+    cancel_exit(position=position, kind="SL", gateway=unthrottled_gateway)
     telegram.hang = True
 
     # Act: the pass stores the alert and queues its delivery for a worker
@@ -204,10 +199,10 @@ def test_guard_pass_when_it_runs_then_heartbeat_records_requests_and_weight(pape
 
 
 def test_guard_pass_when_margin_exceeds_rules_then_post_trade_check_closes_the_excess(
-    market, btc, gateway, guard
+    btc_market, btc, unthrottled_gateway, guard
 ):
     # Arrange: 0.011 BTC opened under a 600 USDT margin cap, then the cap is cut to 300
-    position = open_long(symbol=btc, gateway=gateway)
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
     RiskProfile.objects.filter(is_active=True).update(max_risk_usd=Decimal("300"))
 
     # Act

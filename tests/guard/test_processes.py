@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults.conftest import PROTECTED, exchange_exit_types, exchange_quantity
+from tests.support.exchange import PROTECTED, exchange_exit_types, exchange_quantity
 
 ROOT = Path(__file__).resolve().parents[2]
 GUARD_INTERVAL = 1.0
@@ -139,7 +139,7 @@ def test_guard_process_when_worker_killed_right_after_entry_filled_then_protecte
 
 @pytest.mark.django_db
 def test_guard_process_when_cycles_hold_the_symbol_lock_then_stop_deleted_by_hand_is_replaced(
-    paper: Any, arena: dict[str, Any], gateway: Any, tmp_path: Path
+    paper: Any, arena: dict[str, Any], unthrottled_gateway: Any, tmp_path: Path
 ) -> None:
     # Arrange: a protected LONG; then a slow cycle holds BTCUSDT's lock (an LLM call of 60 s)
     cycle = arena["spawn"]("-m", "tests.faults.worker", "cycle")
@@ -150,7 +150,7 @@ def test_guard_process_when_cycles_hold_the_symbol_lock_then_stop_deleted_by_han
     stop = next(o for o in paper.open_orders()["algo_orders"] if o["orderType"] == "STOP_MARKET")
 
     # Act: the stop-loss is cancelled by hand while the lock is held
-    assert gateway.cancel_order(
+    assert unthrottled_gateway.cancel_order(
         symbol="BTCUSDT", client_order_id=stop["clientAlgoId"], conditional=True
     )
     naked_at = time.monotonic()

@@ -13,19 +13,21 @@ import pytest
 from django.utils import timezone
 
 from monitoring.models import Alert
-from tests.guard.conftest import app_log_lines, cancel_exit, open_algo_orders, open_long
+from tests.support.exchange import cancel_exit, open_algo_orders
+from tests.support.factories import open_long
+from tests.support.logs import app_log_lines
 from trading.models import ExchangeRequest, Order, Position, Symbol, SymbolLock
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_guard_pass_when_stop_loss_deleted_by_hand_then_one_reattached_and_quiet_after(
-    market, btc, gateway, guard, caplog
+    btc_market, btc, unthrottled_gateway, guard, caplog
 ):
     # Arrange
-    position = open_long(symbol=btc, gateway=gateway)
-    cancel_exit(position=position, kind="SL", gateway=gateway)
-    accepted = market.stats()["orders_accepted"]
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
+    cancel_exit(position=position, kind="SL", gateway=unthrottled_gateway)
+    accepted = btc_market.stats()["orders_accepted"]
 
     # Act
     with caplog.at_level(logging.INFO):
@@ -37,8 +39,8 @@ def test_guard_pass_when_stop_loss_deleted_by_hand_then_one_reattached_and_quiet
 
     # Assert
     assert first.reattached == ["BTCUSDT SL @ 99700.0"]
-    assert market.stats()["orders_accepted"] == accepted + 1
-    stops = [o for o in open_algo_orders(market, "BTCUSDT") if o["orderType"] == "STOP_MARKET"]
+    assert btc_market.stats()["orders_accepted"] == accepted + 1
+    stops = [o for o in open_algo_orders(btc_market, "BTCUSDT") if o["orderType"] == "STOP_MARKET"]
     assert [(Decimal(s["triggerPrice"]), s["side"]) for s in stops] == [(Decimal("99700"), "SELL")]
     assert any("stop-loss missing" in line for line in first_lines)
     assert any("placed @ 99700.0" in line for line in first_lines)
@@ -48,13 +50,13 @@ def test_guard_pass_when_stop_loss_deleted_by_hand_then_one_reattached_and_quiet
 
 
 def test_guard_pass_when_stop_rejected_for_precision_then_recomputed_and_placed_next_pass(
-    market, btc, gateway, guard
+    btc_market, btc, unthrottled_gateway, guard
 ):
     # Arrange: a wrong tick in the database priced the stop with too many decimals
-    position = open_long(symbol=btc, gateway=gateway)
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
     Symbol.objects.filter(pk=btc.pk).update(tick_size=Decimal("0.0001"), price_precision=4)
     Position.objects.filter(pk=position.pk).update(stop_loss_price=Decimal("99700.0997"))
-    cancel_exit(position=position, kind="SL", gateway=gateway)
+    cancel_exit(position=position, kind="SL", gateway=unthrottled_gateway)
 
     # Act
     first = guard()
@@ -67,9 +69,9 @@ def test_guard_pass_when_stop_rejected_for_precision_then_recomputed_and_placed_
     assert "guard.exit_failed.BTCUSDT.SL" in alerts_while_naked
     assert second.reattached == ["BTCUSDT SL @ 99700.0000"]
     assert all(not r.reattached and not r.failed for r in later)
-    stops = [o for o in open_algo_orders(market, "BTCUSDT") if o["orderType"] == "STOP_MARKET"]
+    stops = [o for o in open_algo_orders(btc_market, "BTCUSDT") if o["orderType"] == "STOP_MARKET"]
     assert [Decimal(s["triggerPrice"]) for s in stops] == [Decimal("99700")]
-    assert market.stats()["rejections"].get("-1111") == 1
+    assert btc_market.stats()["rejections"].get("-1111") == 1
     assert Position.objects.get(pk=position.pk).status == Position.Status.OPEN
 
 
@@ -85,12 +87,12 @@ def test_guard_pass_when_stop_rejected_for_precision_then_recomputed_and_placed_
     ],
 )
 def test_guard_pass_when_reattach_refused_three_passes_then_position_closed_and_alerted(
-    market, btc, gateway, guard, code, msg
+    btc_market, btc, unthrottled_gateway, guard, code, msg
 ):
     # Arrange: the exchange refuses every stop for this symbol (a hand-moved stop, a tick change)
-    position = open_long(symbol=btc, gateway=gateway)
-    cancel_exit(position=position, kind="SL", gateway=gateway)
-    market.faults(
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
+    cancel_exit(position=position, kind="SL", gateway=unthrottled_gateway)
+    btc_market.faults(
         kind="error",
         method="POST",
         path="/fapi/v1/algoOrder",
@@ -102,14 +104,14 @@ def test_guard_pass_when_reattach_refused_three_passes_then_position_closed_and_
 
     # Act
     reports = [guard() for _ in range(3)]
-    market.clear_faults()
+    btc_market.clear_faults()
     after = guard()
 
     # Assert: retried each pass (never given up on), then closed at market; flat, no order left
     assert [bool(r.failed) for r in reports[:2]] == [True, True]
     assert reports[2].closed, reports[2].summary()
-    assert not market.positions()
-    assert open_algo_orders(market, "BTCUSDT") == []
+    assert not btc_market.positions()
+    assert open_algo_orders(btc_market, "BTCUSDT") == []
     refused = ExchangeRequest.objects.filter(action="create_exit_order", error_code=code)
     assert refused.count() == 3
     position.refresh_from_db()
@@ -120,12 +122,12 @@ def test_guard_pass_when_reattach_refused_three_passes_then_position_closed_and_
 
 
 def test_guard_pass_when_stop_crossed_and_symbol_locked_then_flattened_without_waiting(
-    market, btc, gateway, guard
+    btc_market, btc, unthrottled_gateway, guard
 ):
     # Arrange: the stop is gone, the mark is already through it, and a cycle holds the lock
-    position = open_long(symbol=btc, gateway=gateway)
-    cancel_exit(position=position, kind="SL", gateway=gateway)
-    market.set_price("BTCUSDT", "99650")
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
+    cancel_exit(position=position, kind="SL", gateway=unthrottled_gateway)
+    btc_market.set_price("BTCUSDT", "99650")
     SymbolLock.objects.filter(symbol=btc).update(
         owner="another-worker", expires_at=timezone.now() + timedelta(seconds=120)
     )
@@ -140,7 +142,7 @@ def test_guard_pass_when_stop_crossed_and_symbol_locked_then_flattened_without_w
     # Assert: flat at once, not after the lock; then recorded as a risk close, with an alert
     assert elapsed < 5, elapsed
     assert report.closed, report.summary()
-    assert market.positions() == []
+    assert btc_market.positions() == []
     assert "closed at market" in Alert.objects.get(key="guard.unprotectable.BTCUSDT").message
     assert after.closed, after.summary()
     position.refresh_from_db()

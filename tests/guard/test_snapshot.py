@@ -13,7 +13,8 @@ import pytest
 from django.db import connection
 
 from monitoring.models import Alert
-from tests.guard.conftest import fast_gateway, open_algo_orders, open_long
+from tests.support.exchange import fast_gateway, open_algo_orders
+from tests.support.factories import open_long
 from trading.guard import GuardReport, guard_pass
 from trading.models import Order, Position, Symbol
 from trading.services import position_open
@@ -50,34 +51,38 @@ def _fault_taken(market) -> bool:
     "slow_read", ["/fapi/v1/openOrders", "/fapi/v1/openAlgoOrders", "/fapi/v2/positionRisk"]
 )
 def test_guard_pass_when_stop_fires_during_its_reads_then_nothing_placed_and_close_recorded(
-    market, btc, gateway, slow_read
+    btc_market, btc, unthrottled_gateway, slow_read
 ):
     # Arrange: a protected LONG (SL 99700); one of the pass's three reads is slow
-    position = open_long(symbol=btc, gateway=gateway)
-    market.faults(kind="latency", method="GET", path=slow_read, count=1, seconds=1.0)
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
+    btc_market.faults(kind="latency", method="GET", path=slow_read, count=1, seconds=1.0)
 
     # Act: the stop fires while that read is held back
     thread, reports = _guard_in_thread()
-    _wait_until(lambda: _fault_taken(market))
-    market.set_price("BTCUSDT", "99600")
+    _wait_until(lambda: _fault_taken(btc_market))
+    btc_market.set_price("BTCUSDT", "99600")
     thread.join(timeout=30)
     later = guard_pass(gateway=fast_gateway())
 
     # Assert: no exit placed for the flat symbol, no alert, the close recorded as SL
-    assert market.positions() == []
+    assert btc_market.positions() == []
     assert Order.objects.filter(purpose__in=["SL", "TP"]).count() == 2, reports[0].summary()
     assert not reports[0].reattached and not later.reattached
-    assert open_algo_orders(market, "BTCUSDT") == []
+    assert open_algo_orders(btc_market, "BTCUSDT") == []
     assert not Alert.objects.filter(key__startswith="guard.").exists()
     position.refresh_from_db()
     assert position.status == Position.Status.CLOSED and position.close_reason == "SL"
 
 
-def test_guard_pass_when_entry_lands_during_its_reads_then_no_alert_and_no_second_exit(market, btc):
+def test_guard_pass_when_entry_lands_during_its_reads_then_no_alert_and_no_second_exit(
+    btc_market, btc
+):
     # Arrange: the pass's position read is answered 1.5 s after the exchange read it (flat)
-    market.faults(kind="timeout", method="GET", path="/fapi/v2/positionRisk", count=1, seconds=1.5)
+    btc_market.faults(
+        kind="timeout", method="GET", path="/fapi/v2/positionRisk", count=1, seconds=1.5
+    )
     thread, reports = _guard_in_thread()
-    _wait_until(lambda: _fault_taken(market))
+    _wait_until(lambda: _fault_taken(btc_market))
 
     # Act: an entry fills and is protected while the pass still waits for that answer
     outcome = position_open(
@@ -94,7 +99,7 @@ def test_guard_pass_when_entry_lands_during_its_reads_then_no_alert_and_no_secon
     assert reports[0].error == "" and not reports[0].closed and not reports[0].reattached
     assert all(not r.reattached and not r.failed and not r.closed for r in later)
     assert not Alert.objects.filter(key__startswith="guard.").exists()
-    types = sorted(o["orderType"] for o in open_algo_orders(market, "BTCUSDT"))
+    types = sorted(o["orderType"] for o in open_algo_orders(btc_market, "BTCUSDT"))
     assert types == ["STOP_MARKET", "TAKE_PROFIT_MARKET"]
     assert Position.objects.get(pk=outcome.position.pk).status == Position.Status.OPEN
-    assert [Decimal(r["positionAmt"]) for r in market.positions()] == [Decimal("0.011")]
+    assert [Decimal(r["positionAmt"]) for r in btc_market.positions()] == [Decimal("0.011")]

@@ -13,7 +13,8 @@ from django.test.utils import CaptureQueriesContext
 
 from paper.testing import PaperControl, PaperExchangeServer
 from risk.models import RiskProfile
-from tests.guard.conftest import fast_gateway, open_long, pass_weight
+from tests.support.exchange import fast_gateway, pass_weight
+from tests.support.factories import open_long
 from trading.guard import guard_pass
 from trading.models import Symbol
 

@@ -8,16 +8,16 @@ import pytest
 
 from core.models import MonitoringSettings
 from monitoring.models import Alert
-from tests.guard.conftest import open_algo_orders
+from tests.support.exchange import open_algo_orders
 from trading.models import Position
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def hand_opened(market, gateway) -> None:
+def hand_opened(btc_market, unthrottled_gateway) -> None:
     """0.002 BTC bought by hand on the exchange: no record here."""
-    gateway.create_market_order(
+    unthrottled_gateway.create_market_order(
         symbol="BTCUSDT",
         side="BUY",
         quantity=Decimal("0.002"),
@@ -42,7 +42,7 @@ def test_guard_pass_when_unknown_position_and_policy_report_then_alerted_once(ha
 
 
 def test_guard_pass_when_unknown_position_and_default_policy_then_protected_in_same_pass(
-    hand_opened, market, guard
+    hand_opened, btc_market, guard
 ):
     # Arrange: the shipped rule, untouched
     assert MonitoringSettings.load().unknown_position_policy == "adopt"
@@ -56,20 +56,20 @@ def test_guard_pass_when_unknown_position_and_default_policy_then_protected_in_s
     assert first.adopted and position.adopted and position.status == "OPEN"
     assert sorted(first.reattached) == ["BTCUSDT SL @ 99700.0", "BTCUSDT TP @ 100500.0"]
     assert not second.reattached and not second.adopted
-    types = sorted(o["orderType"] for o in open_algo_orders(market, "BTCUSDT"))
+    types = sorted(o["orderType"] for o in open_algo_orders(btc_market, "BTCUSDT"))
     assert types == ["STOP_MARKET", "TAKE_PROFIT_MARKET"]
     assert "protecting it" in Alert.objects.get(key="guard.adopted.BTCUSDT").message
 
 
 def test_guard_pass_when_position_flipped_by_hand_then_old_side_exits_do_not_count(
-    market, gateway, guard
+    btc_market, unthrottled_gateway, guard
 ):
     # Arrange: our LONG with its SELL exits; by hand, 0.022 sold: the exchange holds a SHORT
-    from tests.guard.conftest import open_long
+    from tests.support.factories import open_long
     from trading.models import Symbol
 
-    position = open_long(symbol=Symbol.objects.get(name="BTCUSDT"), gateway=gateway)
-    gateway.create_market_order(
+    position = open_long(symbol=Symbol.objects.get(name="BTCUSDT"), gateway=unthrottled_gateway)
+    unthrottled_gateway.create_market_order(
         symbol="BTCUSDT",
         side="SELL",
         quantity=Decimal("0.022"),
@@ -85,19 +85,21 @@ def test_guard_pass_when_position_flipped_by_hand_then_old_side_exits_do_not_cou
     # once they are in place, the old SELL exits are cancelled
     buys = sorted(
         (o["orderType"], Decimal(o["triggerPrice"]))
-        for o in open_algo_orders(market, "BTCUSDT")
+        for o in open_algo_orders(btc_market, "BTCUSDT")
         if o["side"] == "BUY"
     )
     assert buys == [("STOP_MARKET", Decimal("100300")), ("TAKE_PROFIT_MARKET", Decimal("99500"))]
     assert sorted(report.reattached) == ["BTCUSDT SL @ 100300.0", "BTCUSDT TP @ 99500.0"]
     assert len(after.cancelled) == 2 and not after.reattached
-    assert {o["side"] for o in open_algo_orders(market, "BTCUSDT")} == {"BUY"}
+    assert {o["side"] for o in open_algo_orders(btc_market, "BTCUSDT")} == {"BUY"}
     assert (
         Position.objects.get(pk=position.pk).side == "LONG"
     )  # the record is reported, not rewritten
 
 
-def test_guard_pass_when_unknown_position_and_policy_close_then_closed(hand_opened, market, guard):
+def test_guard_pass_when_unknown_position_and_policy_close_then_closed(
+    hand_opened, btc_market, guard
+):
     # Arrange
     MonitoringSettings.objects.update_or_create(id=1, defaults={"unknown_position_policy": "close"})
 
@@ -107,14 +109,16 @@ def test_guard_pass_when_unknown_position_and_policy_close_then_closed(hand_open
     # Assert
     position = Position.objects.get()
     assert position.status == "CLOSED" and position.close_reason == "RISK"
-    assert market.positions() == []
+    assert btc_market.positions() == []
 
 
-def test_guard_pass_when_our_order_has_no_position_then_cancelled(market, gateway, guard):
+def test_guard_pass_when_our_order_has_no_position_then_cancelled(
+    btc_market, unthrottled_gateway, guard
+):
     # Arrange: a stop of ours left behind in a symbol with no position (what a position closed
     # under exit_on_flat "keep" leaves; placed directly, Binance would answer -4509)
-    market.set_options(close_without_position="accept")
-    gateway.create_exit_order(
+    btc_market.set_options(close_without_position="accept")
+    unthrottled_gateway.create_exit_order(
         symbol="BNBUSDT",
         side="SELL",
         kind="SL",
@@ -127,4 +131,4 @@ def test_guard_pass_when_our_order_has_no_position_then_cancelled(market, gatewa
 
     # Assert
     assert report.cancelled == ["arena-999-sl-x"]
-    assert open_algo_orders(market, "BNBUSDT") == []
+    assert open_algo_orders(btc_market, "BNBUSDT") == []

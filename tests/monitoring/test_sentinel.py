@@ -15,7 +15,8 @@ from core.models import Heartbeat
 from exchange.retry import RetryPolicy
 from monitoring.models import Alert
 from monitoring.sentinel import sentinel_pass
-from tests.guard.conftest import cancel_exit, fast_gateway, open_long
+from tests.support.exchange import cancel_exit, fast_gateway
+from tests.support.factories import open_long
 from trading.gateway import exchange_gateway
 from trading.models import Position, Symbol, TradingSwitch
 

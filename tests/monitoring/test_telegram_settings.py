@@ -12,7 +12,7 @@ from django.core.management.base import SystemCheckError
 from monitoring.models import Alert
 from monitoring.services import alert_deliver, alert_raise
 from monitoring.telegram import TelegramError, telegram_config, telegram_send
-from tests.monitoring.fake_telegram import TOKEN
+from tests.support.fakes.telegram import TOKEN
 
 pytestmark = pytest.mark.django_db
 
@@ -87,7 +87,7 @@ def test_telegram_send_when_url_cannot_be_built_then_telegram_error_without_toke
 def test_telegram_send_when_server_redirects_then_refused_and_token_not_followed(
     telegram,
 ) -> None:
-    from tests.monitoring.fake_telegram import FakeTelegram
+    from tests.support.fakes.telegram import FakeTelegram
 
     elsewhere = FakeTelegram().start()
     telegram.redirect_to = elsewhere.url

@@ -16,7 +16,7 @@ from dashboard.admin_actions import EmergencyCloseActionMixin
 from dashboard.models import EquitySnapshot
 from dashboard.selectors import equity_chart
 from dashboard.services import equity_snapshot_record, equity_snapshots_prune
-from tests.guard.conftest import fast_gateway
+from tests.support.exchange import fast_gateway
 from trading.guard import guard_pass
 from trading.models import Position, TradingSwitch
 
@@ -45,13 +45,13 @@ def _snapshot(minutes_ago: int, equity: str) -> EquitySnapshot:
 
 
 def test_equity_snapshot_record_when_exchange_answers_then_one_balance_request_stored(
-    market,
+    funded_market,
 ) -> None:
-    before = market.stats()["requests"]
+    before = funded_market.stats()["requests"]
 
     snapshot = equity_snapshot_record()
 
-    after = market.stats()["requests"]
+    after = funded_market.stats()["requests"]
     sent = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
     assert sum(sent.values()) == 1
     assert snapshot.wallet == Decimal("10000")
@@ -125,10 +125,10 @@ def test_dashboard_when_guard_never_read_then_database_data_and_notice(
 
 
 def test_dashboard_when_position_open_then_mark_and_unrealized_pnl_from_guard_read(
-    operator_client: Client, market, open_position
+    operator_client: Client, funded_market, open_position
 ) -> None:
     open_position("BTCUSDT", "LONG")
-    market.set_price("BTCUSDT", "100100")
+    funded_market.set_price("BTCUSDT", "100100")
     guard_pass(gateway=fast_gateway())
 
     response = operator_client.get(reverse("dashboard"))
@@ -150,7 +150,7 @@ def test_close_everything_when_staff_without_permission_then_forbidden(
 
 
 def test_close_everything_when_get_then_confirmation_page_and_nothing_done(
-    operator_client: Client, market, open_position
+    operator_client: Client, funded_market, open_position
 ) -> None:
     open_position("BTCUSDT", "LONG")
 
@@ -159,11 +159,11 @@ def test_close_everything_when_get_then_confirmation_page_and_nothing_done(
     assert response.status_code == 200
     assert b"confirm-emergency-close" in response.content
     assert TradingSwitch.load().enabled is True
-    assert len(market.positions()) == 1
+    assert len(funded_market.positions()) == 1
 
 
 def test_close_everything_when_confirmed_then_halted_and_flat(
-    operator_client: Client, market, open_position
+    operator_client: Client, funded_market, open_position
 ) -> None:
     open_position("BTCUSDT", "LONG")
 
@@ -172,7 +172,7 @@ def test_close_everything_when_confirmed_then_halted_and_flat(
     )
 
     assert response.status_code == 200
-    assert market.positions() == []
+    assert funded_market.positions() == []
     assert TradingSwitch.load().enabled is False
     assert "BTCUSDT: closed" in response.content.decode()
 

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from dashboard.models import PositionCandles
-from tests.guard.conftest import fast_gateway
+from tests.support.exchange import fast_gateway
 from trading.exchange_view import exchange_view_last
 from trading.guard import guard_pass
 
@@ -37,29 +37,29 @@ def _staff_client(*permissions: str) -> Client:
 
 
 def test_dashboard_when_loaded_many_times_then_no_exchange_request(
-    operator_client: Client, market, open_position
+    operator_client: Client, funded_market, open_position
 ) -> None:
     open_position("BTCUSDT", "LONG")
     open_position("BNBUSDT", "SHORT")
     guard_pass(gateway=fast_gateway())
-    before = _requests(market)
+    before = _requests(funded_market)
 
     for _ in range(15):
         assert operator_client.get(reverse("dashboard")).status_code == 200
         assert operator_client.get(reverse("dashboard_live")).status_code == 200
 
-    assert _requests(market) == before
+    assert _requests(funded_market) == before
     rows = operator_client.get(reverse("dashboard_live")).context["open_positions"].rows
     assert {r.symbol for r in rows if r.mark_price is not None} == {"BTCUSDT", "BNBUSDT"}
 
 
 def test_dashboard_live_when_guard_reads_new_price_then_fragment_shows_it(
-    operator_client: Client, market, open_position
+    operator_client: Client, funded_market, open_position
 ) -> None:
     open_position("BTCUSDT", "LONG")
     guard_pass(gateway=fast_gateway())
     first = operator_client.get(reverse("dashboard_live")).content.decode()
-    market.set_price("BTCUSDT", "100321.7")
+    funded_market.set_price("BTCUSDT", "100321.7")
 
     guard_pass(gateway=fast_gateway())
     second = operator_client.get(reverse("dashboard_live"))
@@ -72,7 +72,7 @@ def test_dashboard_live_when_guard_reads_new_price_then_fragment_shows_it(
 
 
 def test_exchange_view_when_guard_pass_then_positions_and_exits_stored(
-    market, open_position
+    funded_market, open_position
 ) -> None:
     open_position("BTCUSDT", "LONG")
 
@@ -114,17 +114,17 @@ def test_admin_home_when_loaded_then_links_the_dashboard(operator_client: Client
 
 
 def test_position_page_when_viewed_twice_then_candles_fetched_once_and_levels_drawn(
-    operator_client: Client, market, open_position
+    operator_client: Client, funded_market, open_position
 ) -> None:
     position = open_position("BTCUSDT", "LONG")
     url = reverse("dashboard_position", args=[position.pk])
 
     first = operator_client.get(url)
-    before = _requests(market)
+    before = _requests(funded_market)
     for _ in range(5):
         again = operator_client.get(url)
 
-    assert _requests(market) == before
+    assert _requests(funded_market) == before
     assert PositionCandles.objects.filter(position=position).count() == 1
     html = again.content.decode()
     assert first.status_code == 200
@@ -134,10 +134,10 @@ def test_position_page_when_viewed_twice_then_candles_fetched_once_and_levels_dr
 
 
 def test_position_page_when_closed_then_orders_events_and_exit_shown(
-    operator_client: Client, market, open_position
+    operator_client: Client, funded_market, open_position
 ) -> None:
     position = open_position("BTCUSDT", "LONG")
-    market.set_price("BTCUSDT", "99600")
+    funded_market.set_price("BTCUSDT", "99600")
     guard_pass(gateway=fast_gateway())
     position.refresh_from_db()
     assert position.status == "CLOSED"

@@ -12,7 +12,7 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from dashboard.reauth import REAUTH_SECONDS
-from tests.operator.conftest import exchange_quantity
+from tests.support.exchange import exchange_quantity
 from trading.models import Position, TradingSwitch
 from trading.operators import OPERATORS_GROUP, operators_group_ensure
 
@@ -53,7 +53,7 @@ def test_operators_group_when_migrated_then_holds_emergency_close(operator_user:
 
 
 def test_close_everything_when_operator_not_superuser_then_closed_and_flat(
-    operator_client: Client, open_position, market
+    operator_client: Client, open_position, funded_market
 ) -> None:
     open_position("BTCUSDT", "LONG")
 
@@ -63,12 +63,12 @@ def test_close_everything_when_operator_not_superuser_then_closed_and_flat(
 
     assert response.status_code == 200
     assert "BTCUSDT: closed" in response.content.decode()
-    assert exchange_quantity(market, "BTCUSDT") == 0
+    assert exchange_quantity(funded_market, "BTCUSDT") == 0
     assert TradingSwitch.load().enabled is False
 
 
 def test_close_everything_when_password_entered_long_ago_then_refused_and_nothing_closed(
-    operator_client: Client, open_position, market
+    operator_client: Client, open_position, funded_market
 ) -> None:
     position = open_position("BTCUSDT", "LONG")
 
@@ -79,14 +79,14 @@ def test_close_everything_when_password_entered_long_ago_then_refused_and_nothin
 
     assert response.status_code == 403
     assert 'id="id_password"' in response.content.decode()
-    assert exchange_quantity(market, "BTCUSDT") != 0
+    assert exchange_quantity(funded_market, "BTCUSDT") != 0
     position.refresh_from_db()
     assert position.status == Position.Status.OPEN
     assert TradingSwitch.load().enabled is True
 
 
 def test_close_everything_when_password_wrong_then_refused_and_nothing_closed(
-    operator_client: Client, open_position, market
+    operator_client: Client, open_position, funded_market
 ) -> None:
     open_position("BTCUSDT", "LONG")
 
@@ -97,12 +97,12 @@ def test_close_everything_when_password_wrong_then_refused_and_nothing_closed(
         )
 
     assert response.status_code == 403
-    assert exchange_quantity(market, "BTCUSDT") != 0
+    assert exchange_quantity(funded_market, "BTCUSDT") != 0
     assert TradingSwitch.load().enabled is True
 
 
 def test_close_everything_when_password_entered_again_then_closed(
-    operator_client: Client, open_position, market
+    operator_client: Client, open_position, funded_market
 ) -> None:
     open_position("BTCUSDT", "LONG")
 
@@ -114,11 +114,11 @@ def test_close_everything_when_password_entered_again_then_closed(
         )
 
     assert "BTCUSDT: closed" in response.content.decode()
-    assert exchange_quantity(market, "BTCUSDT") == 0
+    assert exchange_quantity(funded_market, "BTCUSDT") == 0
 
 
 def test_emergency_close_action_when_password_entered_long_ago_then_refused_and_nothing_closed(
-    operator_client: Client, open_position, market
+    operator_client: Client, open_position, funded_market
 ) -> None:
     position = open_position("BTCUSDT", "LONG")
 
@@ -134,5 +134,5 @@ def test_emergency_close_action_when_password_entered_long_ago_then_refused_and_
         )
 
     assert response.status_code == 403
-    assert exchange_quantity(market, "BTCUSDT") != 0
+    assert exchange_quantity(funded_market, "BTCUSDT") != 0
     assert TradingSwitch.load().enabled is True

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from core.formatting import duration_text, money_text, price_text, quantity_text
-from tests.guard.conftest import fast_gateway
+from tests.support.exchange import fast_gateway
 from trading.guard import guard_pass
 from trading.models import Symbol
 
@@ -49,7 +49,7 @@ def test_duration_text_when_seconds_then_trader_units() -> None:
 
 
 def test_positions_list_when_loaded_then_tick_step_cent_and_coloured_side(
-    operator_client: Client, market, open_position
+    operator_client: Client, funded_market, open_position
 ) -> None:
     open_position("BTCUSDT", "LONG")
     open_position("BNBUSDT", "SHORT")
@@ -65,7 +65,7 @@ def test_positions_list_when_loaded_then_tick_step_cent_and_coloured_side(
 
 
 def test_positions_list_when_filtered_by_side_or_searched_then_only_matching(
-    operator_client: Client, market, open_position
+    operator_client: Client, funded_market, open_position
 ) -> None:
     open_position("BTCUSDT", "LONG")
     open_position("BNBUSDT", "SHORT")
@@ -79,10 +79,10 @@ def test_positions_list_when_filtered_by_side_or_searched_then_only_matching(
 
 
 def test_close_log_line_when_stop_fires_then_names_the_symbol(
-    market, open_position, caplog: pytest.LogCaptureFixture
+    funded_market, open_position, caplog: pytest.LogCaptureFixture
 ) -> None:
     open_position("BNBUSDT", "SHORT")
-    market.set_price("BNBUSDT", "968")  # through the SHORT's stop at 966.8
+    funded_market.set_price("BNBUSDT", "968")  # through the SHORT's stop at 966.8
 
     with caplog.at_level(logging.INFO):
         guard_pass(gateway=fast_gateway())
@@ -93,7 +93,7 @@ def test_close_log_line_when_stop_fires_then_names_the_symbol(
 
 
 def test_position_and_order_pages_when_viewed_then_no_ten_decimal_numbers(
-    operator_client: Client, market, open_position
+    operator_client: Client, funded_market, open_position
 ) -> None:
     position = open_position("BNBUSDT", "SHORT")
     order = position.orders.order_by("id").first()

@@ -11,9 +11,8 @@ import pytest
 from dashboard.leaderboard import agent_leaderboard
 from signals.cycles import trade_cycle_run
 from signals.models import ManualSignal
-from tests.guard.conftest import fast_gateway
-from tests.signals.conftest import LLM_KEY
-from tests.signals.fake_llm import FakeLlm
+from tests.support.exchange import fast_gateway
+from tests.support.fakes.llm import LLM_KEY, FakeLlm
 from trading.guard import guard_pass
 from trading.models import Position, Strategy, Symbol
 

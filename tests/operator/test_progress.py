@@ -60,11 +60,11 @@ def test_download_candles_command_when_run_then_prints_progress(
 
 
 def test_emergency_close_command_when_run_then_each_step_printed_as_it_happens(
-    market, open_position
+    funded_market, open_position
 ) -> None:
     open_position("BTCUSDT", "LONG")
     open_position("BNBUSDT", "SHORT")
-    out = _Recording(market)
+    out = _Recording(funded_market)
 
     call_command("emergency_close", "--yes", "--reason", "drill", stdout=out)
 

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from tests.operator.conftest import exchange_order_count, exchange_quantity
+from tests.support.exchange import exchange_order_count, exchange_quantity
 from trading.gateway import exchange_gateway
 from trading.models import Order, Position, Symbol
 from trading.reconcile import GRACE_SECONDS
@@ -39,7 +39,7 @@ def closed_by_hand(transactional_db: None, open_position) -> Position:
 
 
 @pytest.fixture
-def orphan_order(transactional_db: None, market) -> Order:
+def orphan_order(transactional_db: None, funded_market) -> Order:
     """Our stop-loss still on the exchange for a BNBUSDT position closed here long ago."""
     bnb = Symbol.objects.get(name="BNBUSDT")
     position = Position.objects.create(
@@ -67,7 +67,7 @@ def orphan_order(transactional_db: None, market) -> Order:
     )
     # A stop left behind after its position went flat: Binance refuses to place one with no
     # position (-4509), so the exchange plays its other observed side, which keeps such leftovers.
-    market.set_options(close_without_position="accept")
+    funded_market.set_options(close_without_position="accept")
     exchange_gateway().create_exit_order(
         symbol="BNBUSDT",
         side="SELL",
@@ -80,7 +80,7 @@ def orphan_order(transactional_db: None, market) -> Order:
 
 
 def test_reconcile_when_position_closed_on_exchange_then_reported_and_exit_1(
-    market, closed_by_hand: Position
+    funded_market, closed_by_hand: Position
 ) -> None:
     out = StringIO()
 
@@ -94,7 +94,7 @@ def test_reconcile_when_position_closed_on_exchange_then_reported_and_exit_1(
 
 
 def test_reconcile_when_repair_and_position_closed_on_exchange_then_recorded_closed(
-    market, closed_by_hand: Position
+    funded_market, closed_by_hand: Position
 ) -> None:
     out = StringIO()
 
@@ -111,7 +111,7 @@ def test_reconcile_when_repair_and_position_closed_on_exchange_then_recorded_clo
 
 
 def test_reconcile_when_orphan_order_then_reported_and_left_on_exchange(
-    market, orphan_order: Order
+    funded_market, orphan_order: Order
 ) -> None:
     out = StringIO()
 
@@ -119,24 +119,24 @@ def test_reconcile_when_orphan_order_then_reported_and_left_on_exchange(
         call_command("reconcile", stdout=out)
 
     assert "[orphan order] BNBUSDT" in out.getvalue()
-    assert exchange_order_count(market) == 1
+    assert exchange_order_count(funded_market) == 1
 
 
 def test_reconcile_when_repair_and_orphan_order_then_cancelled_on_exchange(
-    market, orphan_order: Order
+    funded_market, orphan_order: Order
 ) -> None:
     out = StringIO()
 
     call_command("reconcile", "--repair", stdout=out)
 
-    assert exchange_order_count(market) == 0
+    assert exchange_order_count(funded_market) == 0
     orphan_order.refresh_from_db()
     assert orphan_order.status == Order.Status.CANCELED
     assert "cancelled" in out.getvalue()
 
 
 def test_reconcile_when_repair_and_entry_never_sent_then_marked_lost(
-    market, transactional_db: None
+    funded_market, transactional_db: None
 ) -> None:
     btc = Symbol.objects.get(name="BTCUSDT")
     position = Position.objects.create(
@@ -162,7 +162,9 @@ def test_reconcile_when_repair_and_entry_never_sent_then_marked_lost(
     assert entry.status == Order.Status.EXPIRED
 
 
-def test_reconcile_when_database_and_exchange_agree_then_exit_0(market, open_position) -> None:
+def test_reconcile_when_database_and_exchange_agree_then_exit_0(
+    funded_market, open_position
+) -> None:
     open_position("BTCUSDT", "LONG")
     _settle()
     out = StringIO()
@@ -170,4 +172,4 @@ def test_reconcile_when_database_and_exchange_agree_then_exit_0(market, open_pos
     call_command("reconcile", stdout=out)
 
     assert "agree" in out.getvalue()
-    assert exchange_quantity(market, "BTCUSDT") > 0
+    assert exchange_quantity(funded_market, "BTCUSDT") > 0

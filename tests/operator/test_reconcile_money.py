@@ -19,10 +19,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def closed_trade(market: object, open_position: Callable[[str, str], Position]) -> Position:
+def closed_trade(funded_market: object, open_position: Callable[[str, str], Position]) -> Position:
     """A BTCUSDT long opened and closed at a profit through the order path."""
     position = open_position("BTCUSDT", "LONG")
-    market.set_price("BTCUSDT", "100200")
+    funded_market.set_price("BTCUSDT", "100200")
     assert position_close(position=position, reason="MANUAL").status == CloseOutcome.CLOSED
     position.refresh_from_db()
     return position

@@ -17,9 +17,8 @@ from django.db import connection
 from dashboard.console import Console, console_run
 from monitoring.telegram import TelegramConfig
 from risk.models import RuleChange
-from tests.guard.conftest import fast_gateway
-from tests.monitoring.fake_bot_api import TOKEN, FakeBotApi
-from tests.operator.conftest import exchange_quantity
+from tests.support.exchange import exchange_quantity, fast_gateway
+from tests.support.fakes.bot_api import TOKEN, FakeBotApi
 from trading.guard import guard_pass
 from trading.models import Position, TradeEvent, TradingSwitch
 
@@ -93,9 +92,11 @@ def test_positions_when_two_open_then_both_listed_on_tick_and_step(ask, open_pos
     assert "BTCUSDT LONG 0.012 @ 100000.0" in reply
 
 
-def test_pnl_when_trade_closed_then_realized_equals_books(ask, market, open_position) -> None:
+def test_pnl_when_trade_closed_then_realized_equals_books(
+    ask, funded_market, open_position
+) -> None:
     position = open_position("BTCUSDT", "LONG")
-    market.set_price("BTCUSDT", "99600")
+    funded_market.set_price("BTCUSDT", "99600")
     guard_pass(gateway=fast_gateway())
     position.refresh_from_db()
     assert position.realized_pnl is not None and position.realized_pnl < 0
@@ -128,7 +129,7 @@ def test_pause_and_resume_when_sent_then_switch_changed_with_telegram_actor(ask,
 
 
 def test_close_when_symbol_open_then_flat_on_exchange_and_event_by_telegram(
-    ask, market, open_position
+    ask, funded_market, open_position
 ) -> None:
     open_position("BTCUSDT", "LONG")
     open_position("BNBUSDT", "SHORT")
@@ -136,14 +137,16 @@ def test_close_when_symbol_open_then_flat_on_exchange_and_event_by_telegram(
     reply = ask("/close btcusdt")
 
     assert reply.startswith("BTCUSDT: closed")
-    assert exchange_quantity(market, "BTCUSDT") == 0
-    assert exchange_quantity(market, "BNBUSDT") != 0
+    assert exchange_quantity(funded_market, "BTCUSDT") == 0
+    assert exchange_quantity(funded_market, "BNBUSDT") != 0
     assert TradeEvent.objects.filter(kind="CLOSED", actor=ACTOR).count() == 1
     assert ask("/close BTCUSDT") == "No open position in BTCUSDT."
     assert ask("/close NOPEUSDT") == "Unknown symbol NOPEUSDT."
 
 
-def test_closeall_when_no_code_or_wrong_code_then_nothing_done(ask, market, open_position) -> None:
+def test_closeall_when_no_code_or_wrong_code_then_nothing_done(
+    ask, funded_market, open_position
+) -> None:
     open_position("BTCUSDT", "LONG")
 
     asked = ask("/closeall")
@@ -151,16 +154,16 @@ def test_closeall_when_no_code_or_wrong_code_then_nothing_done(ask, market, open
 
     assert "To confirm, send within" in asked and re.search(r"/closeall \d{6}$", asked)
     assert wrong.startswith("Wrong or expired code: nothing done")
-    assert exchange_quantity(market, "BTCUSDT") != 0
+    assert exchange_quantity(funded_market, "BTCUSDT") != 0
     assert TradingSwitch.load().enabled is True
     # The code was spent by the wrong try: the right one no longer works either.
     code = re.search(r"/closeall (\d{6})$", asked).group(1)
     assert ask(f"/closeall {code}").startswith("Wrong or expired code")
-    assert exchange_quantity(market, "BTCUSDT") != 0
+    assert exchange_quantity(funded_market, "BTCUSDT") != 0
 
 
 def test_closeall_when_code_confirmed_then_exchange_flat_and_halted(
-    ask, market, open_position
+    ask, funded_market, open_position
 ) -> None:
     open_position("BTCUSDT", "LONG")
     open_position("BNBUSDT", "SHORT")
@@ -168,8 +171,8 @@ def test_closeall_when_code_confirmed_then_exchange_flat_and_halted(
 
     report = ask(f"/closeall {code}")
 
-    assert market.positions() == []
-    assert market.open_orders() == {"orders": [], "algo_orders": []}
+    assert funded_market.positions() == []
+    assert funded_market.open_orders() == {"orders": [], "algo_orders": []}
     assert "BTCUSDT: CLOSED" in report.upper() and "BNBUSDT: CLOSED" in report.upper()
     assert "Flat: nothing is open." in report
     switch = TradingSwitch.load()
@@ -178,7 +181,7 @@ def test_closeall_when_code_confirmed_then_exchange_flat_and_halted(
 
 
 def test_console_when_unknown_chat_then_no_answer_nothing_done_and_logged(
-    ask, bot_api: FakeBotApi, market, open_position, caplog: pytest.LogCaptureFixture
+    ask, bot_api: FakeBotApi, funded_market, open_position, caplog: pytest.LogCaptureFixture
 ) -> None:
     open_position("BTCUSDT", "LONG")
 
@@ -188,7 +191,7 @@ def test_console_when_unknown_chat_then_no_answer_nothing_done_and_logged(
 
     assert bot_api.replies_to(STRANGER) == []
     assert TradingSwitch.load().enabled is True
-    assert exchange_quantity(market, "BTCUSDT") != 0
+    assert exchange_quantity(funded_market, "BTCUSDT") != 0
     assert f"message from chat {STRANGER} (op) not allowed" in caplog.text
 
 

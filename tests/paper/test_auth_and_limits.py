@@ -6,7 +6,7 @@ import ccxt
 import pytest
 
 from paper.testing import PaperControl, PaperExchangeServer
-from tests.paper.conftest import BTC, binance_code, make_client
+from tests.support.paper import BTC, binance_code, make_client
 
 
 def test_load_markets_when_fetch_currencies_off_then_only_fapi_is_called(

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from paper.testing import PaperControl, PaperExchangeServer
-from tests.paper.conftest import BNB, BTC, DOGE, binance_code, make_client, position_amount
+from tests.support.paper import BNB, BTC, DOGE, binance_code, make_client, position_amount
 
 
 def test_fetch_tickers_when_all_symbols_then_weighted_average_inside_the_day_range(

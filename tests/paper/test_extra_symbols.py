@@ -14,7 +14,7 @@ import pytest
 
 from paper.symbols import symbols
 from paper.testing import PaperControl, PaperExchangeServer
-from tests.paper.conftest import binance_code, make_client
+from tests.support.paper import binance_code, make_client
 
 SYN1 = "SYN001/USDT:USDT"
 ADA = "ADA/USDT:USDT"

@@ -10,7 +10,7 @@ import ccxt
 import pytest
 
 from paper.testing import PaperControl, PaperExchangeServer
-from tests.paper.conftest import BTC, binance_code, make_client, position_amount
+from tests.support.paper import BTC, binance_code, make_client, position_amount
 
 
 def test_request_when_latency_injected_then_answer_is_delayed(

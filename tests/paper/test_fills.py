@@ -14,7 +14,7 @@ from paper.market import Market
 from paper.params import Params
 from paper.records import ZERO
 from paper.testing import PaperControl
-from tests.paper.conftest import BTC, position_amount
+from tests.support.paper import BTC, position_amount
 
 
 def _long_with_stop(exchange: ccxt.binanceusdm, trigger: float) -> None:

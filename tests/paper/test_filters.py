@@ -6,7 +6,7 @@ import ccxt
 import pytest
 
 from paper.testing import PaperControl
-from tests.paper.conftest import BTC, DOGE, binance_code
+from tests.support.paper import BTC, DOGE, binance_code
 
 
 def _order(exchange: ccxt.binanceusdm, **params: str) -> dict:

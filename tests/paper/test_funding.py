@@ -12,7 +12,7 @@ from paper.feed import ReplayFeed
 from paper.market import Market
 from paper.params import Params
 from paper.testing import PaperControl
-from tests.paper.conftest import BTC, DOGE, usdt
+from tests.support.paper import BTC, DOGE, usdt
 
 EIGHT_HOURS = 8 * 3600
 

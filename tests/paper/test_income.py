@@ -8,7 +8,7 @@ import ccxt
 import pytest
 
 from paper.testing import PaperControl
-from tests.paper.conftest import BTC, DOGE, binance_code, position_amount, usdt
+from tests.support.paper import BTC, DOGE, binance_code, position_amount, usdt
 
 DAY_MS = 24 * 3600 * 1000
 

@@ -8,7 +8,7 @@ import ccxt
 import pytest
 
 from paper.testing import PaperControl
-from tests.paper.conftest import BNB, BTC, binance_code, position_amount, usdt
+from tests.support.paper import BNB, BTC, binance_code, position_amount, usdt
 
 
 def test_set_leverage_when_within_brackets_then_applied(exchange: ccxt.binanceusdm) -> None:

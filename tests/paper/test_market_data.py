@@ -8,7 +8,7 @@ from decimal import Decimal
 import ccxt
 
 from paper.testing import PaperControl
-from tests.paper.conftest import BNB, BTC
+from tests.support.paper import BNB, BTC
 
 
 def test_fetch_ticker_when_price_set_then_last_price_follows(

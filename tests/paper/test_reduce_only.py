@@ -8,7 +8,7 @@ import ccxt
 import pytest
 
 from paper.testing import PaperControl
-from tests.paper.conftest import BTC, binance_code, position_amount
+from tests.support.paper import BTC, binance_code, position_amount
 
 REDUCE = {"reduceOnly": True}
 

@@ -13,7 +13,7 @@ from paper.market import Market
 from paper.params import Params
 from paper.symbols import symbols
 from paper.testing import PaperExchangeServer
-from tests.paper.conftest import BTC, make_client, position_amount
+from tests.support.paper import BTC, make_client, position_amount
 
 WALL_NOW_MS = 1_790_000_030_000  # 30 s into a wall-clock minute
 

@@ -19,7 +19,7 @@ from django.core.management import CommandError, call_command
 
 from paper.state import StateFileError
 from paper.testing import PaperControl, PaperExchangeServer
-from tests.paper.conftest import BTC, position_amount, usdt
+from tests.support.paper import BTC, position_amount, usdt
 
 
 def _control_post(server: PaperExchangeServer, name: str, body: object, **headers: str):

@@ -59,18 +59,18 @@ def open_long_with_fill_slippage(
 
 @pytestmark_db
 def test_open_when_entry_fills_0_1_pct_higher_and_allowance_0_1_then_margin_within_cap(
-    market: object, btc: Symbol, gateway: ExchangeGateway
+    scenario_market: object, btc: Symbol, recording_gateway: ExchangeGateway
 ) -> None:
-    margin = open_long_with_fill_slippage(market, btc, gateway, "0.1")
+    margin = open_long_with_fill_slippage(scenario_market, btc, recording_gateway, "0.1")
 
     assert margin <= Decimal("550.00")
 
 
 @pytestmark_db
 def test_open_when_entry_fills_higher_and_no_allowance_then_margin_over_cap(
-    market: object, btc: Symbol, gateway: ExchangeGateway
+    scenario_market: object, btc: Symbol, recording_gateway: ExchangeGateway
 ) -> None:
     # The failure the allowance exists for: sized on the price read, filled above it.
-    margin = open_long_with_fill_slippage(market, btc, gateway, "0")
+    margin = open_long_with_fill_slippage(scenario_market, btc, recording_gateway, "0")
 
     assert margin > Decimal("550.00")

@@ -8,11 +8,10 @@ import pytest
 
 from exchange.gateway import ExchangeGateway
 from risk.models import RiskProfile
+from tests.support.exchange import exchange_exits, exchange_quantity
 from trading.models import Position, Symbol, TradeEvent
 from trading.post_trade import PostTradeOutcome, post_trade_check
 from trading.services import position_open
-
-from .conftest import exchange_exits, exchange_quantity
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,69 +21,77 @@ def close_orders(paper: object) -> int:
 
 
 def test_check_when_trade_sized_by_engine_then_within_limits_and_nothing_sent(
-    market: object, btc: Symbol, gateway: ExchangeGateway
+    scenario_market: object, btc: Symbol, recording_gateway: ExchangeGateway
 ) -> None:
-    position = position_open(symbol=btc, side="LONG", reason="t", gateway=gateway).position
-    before = close_orders(market)
+    position = position_open(
+        symbol=btc, side="LONG", reason="t", gateway=recording_gateway
+    ).position
+    before = close_orders(scenario_market)
 
-    outcome = post_trade_check(position=position, gateway=gateway)
+    outcome = post_trade_check(position=position, gateway=recording_gateway)
 
     assert outcome.status == PostTradeOutcome.WITHIN
-    assert close_orders(market) == before
-    assert exchange_quantity(market, "BTCUSDT") == Decimal("0.011")
+    assert close_orders(scenario_market) == before
+    assert exchange_quantity(scenario_market, "BTCUSDT") == Decimal("0.011")
 
 
 def test_check_when_equity_halved_then_exactly_one_partial_close(
-    market: object, btc: Symbol, gateway: ExchangeGateway
+    scenario_market: object, btc: Symbol, recording_gateway: ExchangeGateway
 ) -> None:
-    position = position_open(symbol=btc, side="LONG", reason="t", gateway=gateway).position
+    position = position_open(
+        symbol=btc, side="LONG", reason="t", gateway=recording_gateway
+    ).position
     halved = Decimal("1833.33") / 2
-    before = close_orders(market)
+    before = close_orders(scenario_market)
 
-    first = post_trade_check(position=position, gateway=gateway, equity=halved)
-    second = post_trade_check(position=position, gateway=gateway, equity=halved)
+    first = post_trade_check(position=position, gateway=recording_gateway, equity=halved)
+    second = post_trade_check(position=position, gateway=recording_gateway, equity=halved)
 
     assert (first.status, second.status) == (PostTradeOutcome.PARTIAL, PostTradeOutcome.WITHIN)
-    assert close_orders(market) == before + 1
+    assert close_orders(scenario_market) == before + 1
     # Margin 550 vs allowed 275: the excess 0.0055 BTC is closed rounded down to 0.005.
-    assert exchange_quantity(market, "BTCUSDT") == Decimal("0.006")
-    assert len(exchange_exits(market, "BTCUSDT")) == 2
+    assert exchange_quantity(scenario_market, "BTCUSDT") == Decimal("0.006")
+    assert len(exchange_exits(scenario_market, "BTCUSDT")) == 2
     position.refresh_from_db()
     assert (position.quantity, position.status) == (Decimal("0.006"), "OPEN")
 
 
 def test_check_when_excess_below_min_qty_then_skipped_once_with_recorded_reason(
-    market: object, bnb: Symbol, gateway: ExchangeGateway
+    scenario_market: object, bnb: Symbol, recording_gateway: ExchangeGateway
 ) -> None:
     # Arrange: no tolerance, and an allowed margin 2.48 USDT below the position's 549.48:
     # the excess is 0.005 BNB, below the 0.01 minimum.
-    position = position_open(symbol=bnb, side="SHORT", reason="t", gateway=gateway).position
+    position = position_open(
+        symbol=bnb, side="SHORT", reason="t", gateway=recording_gateway
+    ).position
     RiskProfile.objects.update(partial_close_tolerance_pct=Decimal("0"))
     equity = Decimal("547") / Decimal("0.3")
-    before = sum(market.stats()["requests"].values())
+    before = sum(scenario_market.stats()["requests"].values())
 
     # Act: two guard passes
-    first = post_trade_check(position=position, gateway=gateway, equity=equity)
-    second = post_trade_check(position=position, gateway=gateway, equity=equity)
+    first = post_trade_check(position=position, gateway=recording_gateway, equity=equity)
+    second = post_trade_check(position=position, gateway=recording_gateway, equity=equity)
 
     # Assert
     assert (first.status, second.status) == (PostTradeOutcome.SKIPPED, PostTradeOutcome.SKIPPED)
-    assert sum(market.stats()["requests"].values()) == before
+    assert sum(scenario_market.stats()["requests"].values()) == before
     position.refresh_from_db()
     assert "below minQty 0.01" in position.skip_reason
     assert TradeEvent.objects.filter(kind="SKIPPED", position=position).count() == 1
-    assert exchange_quantity(market, "BNBUSDT") == Decimal("-1.14")
-    assert len(exchange_exits(market, "BNBUSDT")) == 2
+    assert exchange_quantity(scenario_market, "BNBUSDT") == Decimal("-1.14")
+    assert len(exchange_exits(scenario_market, "BNBUSDT")) == 2
 
 
 def test_check_when_position_closed_then_not_open_and_nothing_read(
-    market: object, btc: Symbol, gateway: ExchangeGateway
+    scenario_market: object, btc: Symbol, recording_gateway: ExchangeGateway
 ) -> None:
-    position = position_open(symbol=btc, side="LONG", reason="t", gateway=gateway).position
+    position = position_open(
+        symbol=btc, side="LONG", reason="t", gateway=recording_gateway
+    ).position
     Position.objects.filter(pk=position.pk).update(status="CLOSED")
-    requests = gateway.request_count
+    requests = recording_gateway.request_count
 
-    outcome = post_trade_check(position=position, gateway=gateway)
+    outcome = post_trade_check(position=position, gateway=recording_gateway)
 
     assert outcome.status == PostTradeOutcome.NOT_OPEN
-    assert gateway.request_count == requests
+    assert recording_gateway.request_count == requests

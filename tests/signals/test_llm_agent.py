@@ -18,35 +18,9 @@ from signals.llm import (
 from signals.models import LlmCall, SignalDecision
 from signals.services import llm_decide, signal_for_symbol
 from tests.signals.candles import V_TURN
-from tests.signals.conftest import LLM_KEY
-from tests.signals.fake_llm import FakeLlm
+from tests.support.fakes.llm import LLM_KEY, FakeLlm, _entry
 from trading.gateway import exchange_gateway
-from trading.models import Strategy, Symbol
-
-PRICE = Decimal("100000")
-
-
-def _entry(**changes: Any) -> dict[str, Any]:
-    entry = {
-        "signal": "buy_to_enter",
-        "confidence": 0.72,
-        "profit_target": 101000,
-        "stop_loss": 99000.5,
-        "invalidation_condition": "a 5m close below 99000",
-        "justification": "EMA20 turned up with MACD above its signal.",
-    }
-    entry.update(changes)
-    return {k: v for k, v in entry.items() if v is not ...}
-
-
-@pytest.fixture
-def llm_btc(defaults: None, paper: Any, fake_llm: FakeLlm) -> Symbol:
-    """BTCUSDT on the LLM agent, its price freshly set so the candles are current."""
-    paper.set_price("BTCUSDT", str(PRICE))
-    Strategy.objects.filter(symbol__name="BTCUSDT").update(
-        agent=Strategy.Agent.LLM, llm_model="fake-model", llm_timeout_seconds=1
-    )
-    return Symbol.objects.get(name="BTCUSDT")
+from trading.models import Symbol
 
 
 def test_signal_for_symbol_when_llm_answers_buy_to_enter_then_long_and_call_recorded(

@@ -14,9 +14,7 @@ import pytest
 from signals.llm import llm_post
 from signals.models import LlmCall, SignalDecision
 from signals.services import signal_for_symbol
-from tests.signals.conftest import LLM_KEY
-from tests.signals.fake_llm import FakeLlm
-from tests.signals.test_llm_agent import _entry, llm_btc  # noqa: F401  (fixture)
+from tests.support.fakes.llm import LLM_KEY, FakeLlm, _entry
 from trading.gateway import exchange_gateway
 from trading.models import Symbol
 
@@ -89,7 +87,7 @@ def test_llm_post_when_server_trickles_bytes_then_stopped_at_the_deadline(
 
 
 def test_signal_for_symbol_when_profit_target_absurd_then_refused_and_decisions_page_loads(
-    llm_btc: Symbol,  # noqa: F811
+    llm_btc: Symbol,
     fake_llm: FakeLlm,
     admin_client: Any,
 ) -> None:
@@ -111,7 +109,7 @@ def test_signal_for_symbol_when_profit_target_absurd_then_refused_and_decisions_
     ],
 )
 def test_signal_for_symbol_when_price_far_or_too_precise_then_bounded(
-    llm_btc: Symbol,  # noqa: F811
+    llm_btc: Symbol,
     fake_llm: FakeLlm,
     changes: dict[str, Any],
     reason: str | None,
@@ -129,7 +127,7 @@ def test_signal_for_symbol_when_price_far_or_too_precise_then_bounded(
 
 
 def test_signal_for_symbol_when_answer_nested_deeply_then_refused_not_raised(
-    llm_btc: Symbol,  # noqa: F811
+    llm_btc: Symbol,
     fake_llm: FakeLlm,
 ) -> None:
     fake_llm.answer('{"BTCUSDT": ' + "[" * 100_000 + "]" * 100_000 + "}")
@@ -145,7 +143,7 @@ def test_signal_for_symbol_when_answer_nested_deeply_then_refused_not_raised(
     "number", ["0." + "1" * 200_000, "1" * 200_000, "0.5e-" + "9" * 100_000], ids=str.__len__
 )
 def test_signal_for_symbol_when_confidence_has_huge_digits_then_refused_and_never_logged_whole(
-    llm_btc: Symbol,  # noqa: F811
+    llm_btc: Symbol,
     fake_llm: FakeLlm,
     caplog: pytest.LogCaptureFixture,
     number: str,
@@ -163,7 +161,7 @@ def test_signal_for_symbol_when_confidence_has_huge_digits_then_refused_and_neve
 
 
 def test_signal_for_symbol_when_answer_has_thousands_of_long_keys_then_refused_briefly(
-    llm_btc: Symbol,  # noqa: F811
+    llm_btc: Symbol,
     fake_llm: FakeLlm,
 ) -> None:
     answer = {"BTCUSDT": _entry(), **{f"{i:05d}" + "X" * 500: {} for i in range(1000)}}

@@ -9,8 +9,9 @@ from decimal import Decimal
 import pytest
 
 from exchange.stream import StreamFill
-from tests.guard.conftest import cancel_exit, open_long
-from tests.stream.conftest import closed, ledger_matches_exchange, wait_for
+from tests.support.exchange import cancel_exit
+from tests.support.factories import open_long
+from tests.support.stream import closed, ledger_matches_exchange, wait_for
 from trading.locks import db_write_lock
 from trading.models import Fill, Position, TradeEvent
 from trading.stream import stream_fill_apply
@@ -30,15 +31,15 @@ def _assert_books_exact(position: Position, gateway) -> None:
 
 
 def test_stream_when_stop_loss_fills_then_close_recorded_at_once_by_the_stream(
-    market, btc, gateway, start_stream
+    btc_market, btc, unthrottled_gateway, start_stream
 ):
     # Arrange
-    position = open_long(symbol=btc, gateway=gateway)
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
     running = start_stream()
 
     # Act
     started = time.monotonic()
-    market.set_price("BTCUSDT", "99700")
+    btc_market.set_price("BTCUSDT", "99700")
     wait_for(lambda: closed(position), 2.0, "the close")
     elapsed = time.monotonic() - started
 
@@ -46,39 +47,39 @@ def test_stream_when_stop_loss_fills_then_close_recorded_at_once_by_the_stream(
     assert [e.actor for e in _close_events(position)] == ["stream"]
     assert position.close_reason == Position.CloseReason.STOP_LOSS
     assert position.exit_price == Decimal("99700")
-    _assert_books_exact(position, gateway)
+    _assert_books_exact(position, unthrottled_gateway)
     assert running.runner.counters.closes_recorded == 1
     assert elapsed < 1.0, f"close recorded {elapsed:.3f} s after the fill"
 
 
 def test_stream_when_take_profit_fills_then_close_recorded_as_tp_with_exact_books(
-    market, btc, gateway, start_stream
+    btc_market, btc, unthrottled_gateway, start_stream
 ):
     # Arrange
-    position = open_long(symbol=btc, gateway=gateway)
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
     start_stream()
 
     # Act
-    market.set_price("BTCUSDT", "100600")
+    btc_market.set_price("BTCUSDT", "100600")
     wait_for(lambda: closed(position), 2.0, "the close")
 
     # Assert
     assert position.close_reason == Position.CloseReason.TAKE_PROFIT
     assert [e.actor for e in _close_events(position)] == ["stream"]
-    _assert_books_exact(position, gateway)
+    _assert_books_exact(position, unthrottled_gateway)
 
 
 def test_stream_when_connection_dropped_and_stop_fills_in_the_gap_then_reconcile_records_it(
-    market, btc, gateway, start_stream
+    btc_market, btc, unthrottled_gateway, start_stream
 ):
     # Arrange: reconnection waits 1 s, long enough for the stop to fill while it is down.
-    position = open_long(symbol=btc, gateway=gateway)
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
     running = start_stream(backoff_initial=1.0)
 
     # Act
-    market.stream(action="drop")
+    btc_market.stream(action="drop")
     running.wait_disconnected()
-    market.set_price("BTCUSDT", "99700")
+    btc_market.set_price("BTCUSDT", "99700")
     wait_for(lambda: closed(position), 5.0, "the close after reconnecting")
     wait_for(lambda: running.runner.counters.reconciles == 2, 2.0, "the reconcile to end")
 
@@ -88,41 +89,41 @@ def test_stream_when_connection_dropped_and_stop_fills_in_the_gap_then_reconcile
     assert running.runner.counters.connects == 2
     assert [e.actor for e in _close_events(position)] == ["stream"]
     assert position.close_reason == Position.CloseReason.STOP_LOSS
-    _assert_books_exact(position, gateway)
+    _assert_books_exact(position, unthrottled_gateway)
 
 
 def test_stream_when_fill_events_lost_then_periodic_reconcile_records_the_close(
-    market, btc, gateway, start_stream
+    btc_market, btc, unthrottled_gateway, start_stream
 ):
     # Arrange: every event of the stop's fill is lost on the way.
-    position = open_long(symbol=btc, gateway=gateway)
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
     running = start_stream(reconcile_seconds=0.5)
-    market.stream(lose=100)
+    btc_market.stream(lose=100)
 
     # Act
-    market.set_price("BTCUSDT", "99700")
+    btc_market.set_price("BTCUSDT", "99700")
     wait_for(lambda: closed(position), 5.0, "the close by the reconcile")
     wait_for(lambda: running.runner.counters.reconcile_closes, 2.0, "the reconcile to end")
 
     # Assert
-    assert market.stream()["events_lost"] >= 3  # algo triggered, order new, account, trade...
+    assert btc_market.stream()["events_lost"] >= 3  # algo triggered, order new, account, trade...
     assert running.runner.counters.closes_recorded == 0
     assert running.runner.counters.reconcile_closes == 1
     assert position.close_reason == Position.CloseReason.STOP_LOSS
-    _assert_books_exact(position, gateway)
+    _assert_books_exact(position, unthrottled_gateway)
 
 
 def test_stream_when_listen_key_expires_then_new_key_and_gap_reconciled(
-    market, btc, gateway, start_stream
+    btc_market, btc, unthrottled_gateway, start_stream
 ):
     # Arrange
-    position = open_long(symbol=btc, gateway=gateway)
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
     running = start_stream(backoff_initial=1.0)
 
     # Act: the key expires (listenKeyExpired, connection closed); the stop fills meanwhile.
-    market.stream(action="expire")
+    btc_market.stream(action="expire")
     running.wait_disconnected()
-    market.set_price("BTCUSDT", "99700")
+    btc_market.set_price("BTCUSDT", "99700")
     wait_for(lambda: closed(position), 5.0, "the close after reconnecting")
     wait_for(lambda: running.runner.counters.reconciles == 2, 2.0, "the reconcile to end")
 
@@ -130,7 +131,7 @@ def test_stream_when_listen_key_expires_then_new_key_and_gap_reconciled(
     assert running.runner.counters.connects == 2
     assert running.runner.counters.reconcile_closes == 1
     assert position.close_reason == Position.CloseReason.STOP_LOSS
-    _assert_books_exact(position, gateway)
+    _assert_books_exact(position, unthrottled_gateway)
 
 
 def test_stream_when_key_kept_alive_then_connection_outlives_the_key_validity(
@@ -167,12 +168,12 @@ def test_stream_when_connection_reaches_its_lifetime_then_closed_and_reconnected
 
 
 def test_stream_fill_apply_when_event_duplicated_then_one_fill_and_one_close(
-    market, btc, gateway, paper_server
+    btc_market, btc, unthrottled_gateway, paper_server
 ):
     # Arrange: the stop fills; its fill as the stream reports it.
-    position = open_long(symbol=btc, gateway=gateway)
-    market.set_price("BTCUSDT", "99700")
-    exit_trade = gateway.fetch_fills(symbol="BTCUSDT", since=None)[-1]
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
+    btc_market.set_price("BTCUSDT", "99700")
+    exit_trade = unthrottled_gateway.fetch_fills(symbol="BTCUSDT", since=None)[-1]
     stop = position.orders.get(purpose="SL")
     event = StreamFill(
         fill=exit_trade,
@@ -184,8 +185,8 @@ def test_stream_fill_apply_when_event_duplicated_then_one_fill_and_one_close(
     )
 
     # Act
-    first = stream_fill_apply(event=event, gateway=gateway)
-    second = stream_fill_apply(event=event, gateway=gateway)
+    first = stream_fill_apply(event=event, gateway=unthrottled_gateway)
+    second = stream_fill_apply(event=event, gateway=unthrottled_gateway)
 
     # Assert
     position.refresh_from_db()
@@ -193,16 +194,16 @@ def test_stream_fill_apply_when_event_duplicated_then_one_fill_and_one_close(
     assert not second.recorded and second.closed is None
     assert Fill.objects.filter(trade_id=exit_trade.trade_id).count() == 1
     assert len(_close_events(position)) == 1
-    _assert_books_exact(position, gateway)
+    _assert_books_exact(position, unthrottled_gateway)
 
 
 def test_stream_fill_apply_when_exit_fill_arrives_before_entry_fill_then_books_exact(
-    market, btc, gateway
+    btc_market, btc, unthrottled_gateway
 ):
     # Arrange: the entry's own fill event comes late, after the stop's.
-    position = open_long(symbol=btc, gateway=gateway)
-    market.set_price("BTCUSDT", "99700")
-    entry_trade, exit_trade = gateway.fetch_fills(symbol="BTCUSDT", since=None)
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
+    btc_market.set_price("BTCUSDT", "99700")
+    entry_trade, exit_trade = unthrottled_gateway.fetch_fills(symbol="BTCUSDT", since=None)
     entry = position.orders.get(purpose="ENTRY")
     stop = position.orders.get(purpose="SL")
     Fill.objects.filter(position=position).delete()
@@ -218,25 +219,25 @@ def test_stream_fill_apply_when_exit_fill_arrives_before_entry_fill_then_books_e
         )
 
     # Act
-    stream_fill_apply(event=event(exit_trade, stop, "FILLED"), gateway=gateway)
-    late = stream_fill_apply(event=event(entry_trade, entry, "FILLED"), gateway=gateway)
+    stream_fill_apply(event=event(exit_trade, stop, "FILLED"), gateway=unthrottled_gateway)
+    late = stream_fill_apply(event=event(entry_trade, entry, "FILLED"), gateway=unthrottled_gateway)
 
     # Assert
     position.refresh_from_db()
     assert position.status == Position.Status.CLOSED
     assert not late.recorded and late.closed is None
-    _assert_books_exact(position, gateway)
+    _assert_books_exact(position, unthrottled_gateway)
 
 
 def test_guard_when_stop_hit_while_stream_down_then_guard_records_the_close(
-    market, btc, gateway, guard, start_stream
+    btc_market, btc, unthrottled_gateway, guard, start_stream
 ):
     # Arrange: the stream ran and stopped (the process is down).
-    position = open_long(symbol=btc, gateway=gateway)
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
     start_stream().stop()
 
     # Act
-    market.set_price("BTCUSDT", "99700")
+    btc_market.set_price("BTCUSDT", "99700")
     guard()
 
     # Assert
@@ -244,16 +245,16 @@ def test_guard_when_stop_hit_while_stream_down_then_guard_records_the_close(
     assert position.status == Position.Status.CLOSED
     assert position.close_reason == Position.CloseReason.STOP_LOSS
     assert [e.actor for e in _close_events(position)] == ["guard"]
-    _assert_books_exact(position, gateway)
+    _assert_books_exact(position, unthrottled_gateway)
 
 
 def test_stream_fill_apply_when_fired_exit_carries_unknown_client_id_then_close_recorded(
-    market, btc, gateway
+    btc_market, btc, unthrottled_gateway
 ):
     # Arrange: the stop's market order reported under a client id we never gave (Binance may).
-    position = open_long(symbol=btc, gateway=gateway)
-    market.set_price("BTCUSDT", "99700")
-    exit_trade = gateway.fetch_fills(symbol="BTCUSDT", since=None)[-1]
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
+    btc_market.set_price("BTCUSDT", "99700")
+    exit_trade = unthrottled_gateway.fetch_fills(symbol="BTCUSDT", since=None)[-1]
     event = StreamFill(
         fill=exit_trade,
         client_order_id="exchange-chosen-id",
@@ -265,30 +266,30 @@ def test_stream_fill_apply_when_fired_exit_carries_unknown_client_id_then_close_
     )
 
     # Act
-    applied = stream_fill_apply(event=event, gateway=gateway)
+    applied = stream_fill_apply(event=event, gateway=unthrottled_gateway)
 
     # Assert: closed as SL, the fill read over REST onto the stop's row.
     position.refresh_from_db()
     assert applied.closed is not None
     assert position.close_reason == Position.CloseReason.STOP_LOSS
     assert Fill.objects.get(trade_id=exit_trade.trade_id).order.purpose == "SL"
-    _assert_books_exact(position, gateway)
+    _assert_books_exact(position, unthrottled_gateway)
 
 
 def test_stream_when_position_liquidated_then_close_recorded_as_liquidation(
-    market, btc, gateway, start_stream
+    btc_market, btc, unthrottled_gateway, start_stream
 ):
     # Arrange: no stop left on the exchange; the market collapses.
-    position = open_long(symbol=btc, gateway=gateway)
-    cancel_exit(position=position, kind="SL", gateway=gateway)
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
+    cancel_exit(position=position, kind="SL", gateway=unthrottled_gateway)
     start_stream()
 
     # Act
-    market.set_price("BTCUSDT", "50000")
+    btc_market.set_price("BTCUSDT", "50000")
     wait_for(lambda: closed(position), 3.0, "the liquidation's close")
 
     # Assert: every trade in the ledger (the PnL, with the clearance fee, is the books' own).
     assert position.close_reason == Position.CloseReason.LIQUIDATION
     assert [e.actor for e in _close_events(position)] == ["stream"]
     assert position.realized_pnl is not None and not position.awaiting_fills
-    ledger_matches_exchange(symbol="BTCUSDT", gateway=gateway)
+    ledger_matches_exchange(symbol="BTCUSDT", gateway=unthrottled_gateway)

@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from monitoring.models import Alert
 from monitoring.sentinel import sentinel_pass
-from tests.guard.conftest import open_long
-from tests.stream.conftest import closed, wait_for
+from tests.support.factories import open_long
+from tests.support.stream import closed, wait_for
 from trading.locks import db_write_lock
 from trading.models import StreamState
 from trading.stream import stream_state_report
@@ -25,14 +25,14 @@ def _stream_alerts() -> list[Alert]:
 
 
 def test_stream_when_running_and_a_fill_arrives_then_state_shows_connected_last_event_and_lag(
-    market, btc, gateway, start_stream
+    btc_market, btc, unthrottled_gateway, start_stream
 ):
     # Arrange
-    position = open_long(symbol=btc, gateway=gateway)
+    position = open_long(symbol=btc, gateway=unthrottled_gateway)
     running = start_stream(report_seconds=0.05)
 
     # Act
-    market.set_price("BTCUSDT", "99700")
+    btc_market.set_price("BTCUSDT", "99700")
     wait_for(lambda: closed(position), 2.0, "the close")
 
     def reported() -> bool:

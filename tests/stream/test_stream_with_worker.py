@@ -15,14 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.celery.test_worker_cycles import (  # noqa: F401 - shared fixture
-    ROOT,
-    Stack,
-    _env,
-    _probe,
-    _run,
-    worker_factory,
-)
+from tests.support.celery_worker import ROOT, Stack, _env, _probe, _run
 
 WAIT_SECONDS = 120
 
@@ -66,7 +59,7 @@ def stream_process() -> Iterator[Any]:
 def test_arena_when_worker_and_stream_run_then_stop_close_recorded_from_stream_events(
     tmp_path: Path,
     paper_with_stream: Any,
-    worker_factory: Any,  # noqa: F811 - the fixture imported above
+    worker_factory: Any,
     stream_process: Any,
 ) -> None:
     # Arrange: the worker's database, the manual agent on BTCUSDT, the guard's schedule off.

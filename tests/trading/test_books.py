@@ -84,13 +84,13 @@ def assert_books_match_exchange(gateway: ExchangeGateway, position: Position) ->
 
 
 def test_close_when_b_opens_seconds_after_a_stopped_out_then_each_keeps_its_own_pnl(
-    market: object, btc: Symbol, gateway: ExchangeGateway
+    scenario_market: object, btc: Symbol, gateway: ExchangeGateway
 ) -> None:
     a = position_open(symbol=btc, side="LONG", reason="A", gateway=gateway).position
-    market.set_price("BTCUSDT", "99600")  # through A's stop at 99700
+    scenario_market.set_price("BTCUSDT", "99600")  # through A's stop at 99700
     assert position_record_exchange_close(position=a, gateway=gateway).status == "closed"
     b = position_open(symbol=btc, side="LONG", reason="B", gateway=gateway).position
-    market.set_price("BTCUSDT", "99800")
+    scenario_market.set_price("BTCUSDT", "99800")
 
     outcome = position_close(position=b, reason="MANUAL", gateway=gateway)
 
@@ -115,17 +115,17 @@ def test_close_when_b_opens_seconds_after_a_stopped_out_then_each_keeps_its_own_
     )
     assert stop.triggered_order_id and stop.fills.count() == 1
     assert a.orders.get(purpose="TP").status == "CANCELED"
-    assert "-2011" not in market.stats()["rejections"]
+    assert "-2011" not in scenario_market.stats()["rejections"]
 
 
 def test_close_when_user_trades_fail_at_close_then_pnl_completed_later_and_entries_blocked(
-    market: object, btc: Symbol, gateway: ExchangeGateway
+    scenario_market: object, btc: Symbol, gateway: ExchangeGateway
 ) -> None:
     RiskProfile.objects.update(daily_loss_limit_usd=Decimal("100"))
     a = position_open(symbol=btc, side="LONG", reason="A", gateway=gateway).position
     # userTrades answers 503 from now until the test ends the outage (longer than any retry).
-    market.faults(kind="error", method="GET", path="/fapi/v1/userTrades", count=10_000)
-    market.set_price("BTCUSDT", "99600")
+    scenario_market.faults(kind="error", method="GET", path="/fapi/v1/userTrades", count=10_000)
+    scenario_market.set_price("BTCUSDT", "99600")
 
     recorded = position_record_exchange_close(position=a, gateway=gateway)
     refused = position_open(symbol=btc, side="LONG", reason="B", gateway=gateway)
@@ -143,7 +143,7 @@ def test_close_when_user_trades_fail_at_close_then_pnl_completed_later_and_entri
     assert still_waiting == []
     assert Position.objects.filter(status="OPEN").count() == 0
 
-    market.clear_faults()  # the outage ends
+    scenario_market.clear_faults()  # the outage ends
     completed = positions_books_complete(gateway=gateway)
 
     assert [p.pk for p in completed] == [a.pk]
@@ -155,7 +155,7 @@ def test_close_when_user_trades_fail_at_close_then_pnl_completed_later_and_entri
 
 
 def test_fill_record_when_same_trade_twice_then_recorded_once(
-    market: object, btc: Symbol, gateway: ExchangeGateway
+    scenario_market: object, btc: Symbol, gateway: ExchangeGateway
 ) -> None:
     a = position_open(symbol=btc, side="LONG", reason="A", gateway=gateway).position
     entry = a.orders.get(purpose="ENTRY")
@@ -169,7 +169,7 @@ def test_fill_record_when_same_trade_twice_then_recorded_once(
 
 
 def test_fill_record_when_fee_paid_in_bnb_then_kept_in_bnb_and_converted_explicitly(
-    market: object, btc: Symbol, gateway: ExchangeGateway
+    scenario_market: object, btc: Symbol, gateway: ExchangeGateway
 ) -> None:
     a = position_open(symbol=btc, side="LONG", reason="A", gateway=gateway).position
     entry = a.orders.get(purpose="ENTRY")
@@ -203,23 +203,23 @@ def test_fill_record_when_fee_paid_in_bnb_then_kept_in_bnb_and_converted_explici
     ],
 )
 def test_close_when_take_profit_fired_then_stop_not_cancelled_again_and_status_as_exchange_says(
-    market: object,
+    scenario_market: object,
     btc: Symbol,
     gateway: ExchangeGateway,
     exit_on_flat: str,
     stop_status: str,
     cancels: int,
 ) -> None:
-    market.set_options(exit_on_flat=exit_on_flat)
+    scenario_market.set_options(exit_on_flat=exit_on_flat)
     a = position_open(symbol=btc, side="LONG", reason="A", gateway=gateway).position
-    market.set_price("BTCUSDT", "100600")  # through the target at 100500
+    scenario_market.set_price("BTCUSDT", "100600")  # through the target at 100500
 
     outcome = position_close(position=a, reason="SIGNAL", gateway=gateway)
 
     assert outcome.status == CloseOutcome.CLOSED
     statuses = dict(a.orders.filter(is_conditional=True).values_list("purpose", "status"))
     assert statuses == {"TP": Order.Status.FILLED, "SL": stop_status}
-    assert "-2011" not in market.stats()["rejections"]
-    assert market.stats()["requests"].get("DELETE /fapi/v1/algoOrder", 0) == cancels
+    assert "-2011" not in scenario_market.stats()["rejections"]
+    assert scenario_market.stats()["requests"].get("DELETE /fapi/v1/algoOrder", 0) == cancels
     assert gateway.fetch_open_conditional_orders(symbol="BTCUSDT") == []
     assert_books_match_exchange(gateway, a)

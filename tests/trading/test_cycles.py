@@ -15,10 +15,10 @@ from django.utils import timezone
 from exchange.gateway import ExchangeGateway
 from signals.cycles import CycleOutcome, trade_cycle_run
 from signals.types import Decision
+from tests.support.exchange import exchange_quantity
 from trading.locks import SymbolBusy, symbol_lock
 from trading.models import Position, Symbol, SymbolLock
 
-from .conftest import exchange_quantity
 from .race import run_cycle_after_barrier
 
 transactional = pytest.mark.django_db(transaction=True)
@@ -26,53 +26,59 @@ transactional = pytest.mark.django_db(transaction=True)
 
 @transactional
 def test_cycle_when_long_signal_then_opens(
-    market: object, btc: Symbol, gateway: ExchangeGateway
+    scenario_market: object, btc: Symbol, recording_gateway: ExchangeGateway
 ) -> None:
     outcome = trade_cycle_run(
-        symbol_id=btc.pk, signal=Decision(action="LONG", reason="t"), gateway=gateway
+        symbol_id=btc.pk, signal=Decision(action="LONG", reason="t"), gateway=recording_gateway
     )
 
     assert (outcome.action, outcome.status) == ("LONG", "opened")
-    assert exchange_quantity(market, "BTCUSDT") == Decimal("0.011")
+    assert exchange_quantity(scenario_market, "BTCUSDT") == Decimal("0.011")
 
 
 @transactional
 def test_cycle_when_same_direction_again_then_refused_as_duplicate(
-    market: object, btc: Symbol, gateway: ExchangeGateway
+    scenario_market: object, btc: Symbol, recording_gateway: ExchangeGateway
 ) -> None:
-    trade_cycle_run(symbol_id=btc.pk, signal=Decision(action="LONG", reason="t"), gateway=gateway)
+    trade_cycle_run(
+        symbol_id=btc.pk, signal=Decision(action="LONG", reason="t"), gateway=recording_gateway
+    )
 
     outcome = trade_cycle_run(
-        symbol_id=btc.pk, signal=Decision(action="LONG", reason="t"), gateway=gateway
+        symbol_id=btc.pk, signal=Decision(action="LONG", reason="t"), gateway=recording_gateway
     )
 
     assert outcome.status == CycleOutcome.REFUSED
-    assert exchange_quantity(market, "BTCUSDT") == Decimal("0.011")
+    assert exchange_quantity(scenario_market, "BTCUSDT") == Decimal("0.011")
 
 
 @transactional
 def test_cycle_when_signal_reverses_then_closes_and_does_not_open(
-    market: object, btc: Symbol, gateway: ExchangeGateway
+    scenario_market: object, btc: Symbol, recording_gateway: ExchangeGateway
 ) -> None:
-    trade_cycle_run(symbol_id=btc.pk, signal=Decision(action="LONG", reason="t"), gateway=gateway)
+    trade_cycle_run(
+        symbol_id=btc.pk, signal=Decision(action="LONG", reason="t"), gateway=recording_gateway
+    )
 
     outcome = trade_cycle_run(
-        symbol_id=btc.pk, signal=Decision(action="SHORT", reason="t"), gateway=gateway
+        symbol_id=btc.pk, signal=Decision(action="SHORT", reason="t"), gateway=recording_gateway
     )
 
     assert outcome.status == "closed"
-    assert exchange_quantity(market, "BTCUSDT") == 0
+    assert exchange_quantity(scenario_market, "BTCUSDT") == 0
     assert not Position.objects.filter(status__in=Position.OPEN_STATUSES).exists()
 
 
 @transactional
 def test_cycle_when_flat_then_closes_with_reason_signal(
-    market: object, btc: Symbol, gateway: ExchangeGateway
+    scenario_market: object, btc: Symbol, recording_gateway: ExchangeGateway
 ) -> None:
-    trade_cycle_run(symbol_id=btc.pk, signal=Decision(action="LONG", reason="t"), gateway=gateway)
+    trade_cycle_run(
+        symbol_id=btc.pk, signal=Decision(action="LONG", reason="t"), gateway=recording_gateway
+    )
 
     outcome = trade_cycle_run(
-        symbol_id=btc.pk, signal=Decision(action="FLAT", reason="t"), gateway=gateway
+        symbol_id=btc.pk, signal=Decision(action="FLAT", reason="t"), gateway=recording_gateway
     )
 
     assert outcome.status == "closed"
@@ -81,19 +87,19 @@ def test_cycle_when_flat_then_closes_with_reason_signal(
 
 @transactional
 def test_cycle_when_hold_then_nothing_sent(
-    market: object, btc: Symbol, gateway: ExchangeGateway
+    scenario_market: object, btc: Symbol, recording_gateway: ExchangeGateway
 ) -> None:
     outcome = trade_cycle_run(
-        symbol_id=btc.pk, signal=Decision(action="HOLD", reason="t"), gateway=gateway
+        symbol_id=btc.pk, signal=Decision(action="HOLD", reason="t"), gateway=recording_gateway
     )
 
     assert outcome.status == CycleOutcome.HELD
-    assert gateway.request_count == 0
+    assert recording_gateway.request_count == 0
 
 
 @transactional
 def test_run_cycle_when_signal_given_then_prints_and_second_run_prints_refusal(
-    market: object, btc: Symbol, capsys: pytest.CaptureFixture[str]
+    scenario_market: object, btc: Symbol, capsys: pytest.CaptureFixture[str]
 ) -> None:
     call_command("run_cycle", "--symbol", "btcusdt", "--signal", "long")
     call_command("run_cycle", "--symbol", "BTCUSDT", "--signal", "long")
@@ -101,7 +107,7 @@ def test_run_cycle_when_signal_given_then_prints_and_second_run_prints_refusal(
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("BTCUSDT LONG: opened")
     assert out[1] == "BTCUSDT LONG: refused — a LONG position is already open"
-    assert exchange_quantity(market, "BTCUSDT") == Decimal("0.011")
+    assert exchange_quantity(scenario_market, "BTCUSDT") == Decimal("0.011")
 
 
 @pytest.mark.django_db
@@ -142,7 +148,7 @@ def test_lock_when_reentered_in_same_thread_then_allowed(defaults: None, btc: Sy
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_cycle_when_two_processes_open_long_at_once_then_one_position_of_0_011(
-    market: object, btc: Symbol
+    scenario_market: object, btc: Symbol
 ) -> None:
     # Arrange: two spawned processes with their own Django and connections, on this test
     # database and this paper exchange, released together by a barrier.
@@ -170,9 +176,9 @@ def test_cycle_when_two_processes_open_long_at_once_then_one_position_of_0_011(
 
     # Assert
     assert outcomes == ["opened", "refused"]
-    assert exchange_quantity(market, "BTCUSDT") == Decimal("0.011")
+    assert exchange_quantity(scenario_market, "BTCUSDT") == Decimal("0.011")
     assert Position.objects.filter(status="OPEN").count() == 1
-    assert market.stats()["orders_accepted"] == 3  # one entry, its stop and its target
+    assert scenario_market.stats()["orders_accepted"] == 3  # one entry, its stop and its target
 
 
 @pytest.mark.django_db

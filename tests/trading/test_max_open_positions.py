@@ -17,7 +17,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-from tests.trading.conftest import exchange_quantity
+from tests.support.exchange import exchange_quantity
 from tests.trading.race import run_open_after_barrier
 from trading.models import Position
 
@@ -48,7 +48,7 @@ def _positions_on_exchange(paper: object) -> list[str]:
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_cycles_when_btc_and_bnb_start_at_once_with_max_one_on_postgres_then_one_position(
-    market: object,
+    scenario_market: object,
 ) -> None:
     db = connection.settings_dict
     env = {
@@ -58,17 +58,17 @@ def test_cycles_when_btc_and_bnb_start_at_once_with_max_one_on_postgres_then_one
         "PAPER_EXCHANGE_URL": django_settings.PAPER_EXCHANGE_URL,
     }
     for _ in range(ROUNDS):
-        market.reset()
-        market.set_price("BTCUSDT", "100000")
-        market.set_price("BNBUSDT", "964")
-        market.set_balance("USDT", "1833.33")
+        scenario_market.reset()
+        scenario_market.set_price("BTCUSDT", "100000")
+        scenario_market.set_price("BNBUSDT", "964")
+        scenario_market.set_balance("USDT", "1833.33")
         Position.objects.all().update(status=Position.Status.CLOSED)
 
         outcomes = _race(env)
 
         statuses = sorted(status for _, status, _ in outcomes)
         assert statuses == ["opened", "refused"], outcomes
-        assert len(_positions_on_exchange(market)) == 1, outcomes
+        assert len(_positions_on_exchange(scenario_market)) == 1, outcomes
         refused = next(reason for _, status, reason in outcomes if status == "refused")
         assert "the most allowed is 1" in refused, outcomes
 

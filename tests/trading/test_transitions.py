@@ -338,16 +338,18 @@ def test_admin_when_a_position_moved_then_its_move_is_listed(btc: Symbol, admin_
 # --------------------------------------------------------------------------- the order path
 @pytest.mark.django_db(transaction=True)
 def test_close_when_exchange_holds_more_than_closed_then_closing_to_open_has_an_event_row(
-    market: object, gateway: ExchangeGateway
+    scenario_market: object, recording_gateway: ExchangeGateway
 ) -> None:
     # Arrange: an open long; the moment our close is sent, someone adds 0.002 BTC by hand
     btc = Symbol.objects.get(name="BTCUSDT")
-    position = position_open(symbol=btc, side="LONG", reason="test", gateway=gateway).position
-    hand = gateway.clone()
+    position = position_open(
+        symbol=btc, side="LONG", reason="test", gateway=recording_gateway
+    ).position
+    hand = recording_gateway.clone()
 
     class AddsBeforeClose:
         def __getattr__(self, name: str) -> object:
-            return getattr(gateway, name)
+            return getattr(recording_gateway, name)
 
         def create_market_order(self, **kwargs: object) -> ExchangeOrder:
             if kwargs["reduce_only"]:
@@ -358,7 +360,7 @@ def test_close_when_exchange_holds_more_than_closed_then_closing_to_open_has_an_
                     client_order_id="by-hand-1",
                     reduce_only=False,
                 )
-            return gateway.create_market_order(**kwargs)
+            return recording_gateway.create_market_order(**kwargs)
 
     # Act
     outcome = position_close(

@@ -13,6 +13,23 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+# The key the tests give the arena; it must never be stored or sent to another host.
+LLM_KEY = "sk-test-never-stored"
+
+
+def _entry(**changes: Any) -> dict[str, Any]:
+    """One symbol's answer in the LLM's JSON: a long entry; ``...`` in changes drops a key."""
+    entry = {
+        "signal": "buy_to_enter",
+        "confidence": 0.72,
+        "profit_target": 101000,
+        "stop_loss": 99000.5,
+        "invalidation_condition": "a 5m close below 99000",
+        "justification": "EMA20 turned up with MACD above its signal.",
+    }
+    entry.update(changes)
+    return {k: v for k, v in entry.items() if v is not ...}
+
 
 @dataclass
 class Reply:
