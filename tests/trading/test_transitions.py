@@ -421,7 +421,7 @@ WRITERS = {"update", "create", "get_or_create", "update_or_create", "bulk_create
 INITIAL = {"Position.Status.OPENING", "Order.Status.INTENT"}
 # Other things called status: (module, the expression written to).
 ALLOWED = {
-    ("trading/exchange.py", "self._last.status"),  # the HTTP status of the last answer
+    ("exchange/gateway.py", "self._last.status"),  # the HTTP status of the last answer
     ("bench/soak.py", "spec.update"),  # a fault's HTTP status in the bench's soak plan
 }
 
@@ -534,4 +534,4 @@ Order.objects.filter(status=Order.Status.OPEN).count()
 
     # Assert: one finding per write line (2 to 10), none for the initial status or the filter
     assert sorted({int(f.split(":")[1]) for f in found}) == list(range(2, 11)), found
-    assert status_writes("trading/exchange.py", "self._last.status = 429") == []
+    assert status_writes("exchange/gateway.py", "self._last.status = 429") == []
