@@ -20,6 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from trading.errors import ArenaError
@@ -46,7 +47,10 @@ MAY_HAVE_FILLED = (
     Order.Status.CANCELED,  # a partially filled order may be cancelled
     Order.Status.EXPIRED,  # an IOC order expires with what it filled
 )
-_EXIT_STATUS = {
+# Our order statuses after which an order fills no more.
+FINISHED = (Order.Status.FILLED, Order.Status.CANCELED, Order.Status.EXPIRED)
+# Our status of a conditional order by its algo status.
+EXIT_STATUS_OF_ALGO = {
     "NEW": Order.Status.OPEN,
     "TRIGGERING": Order.Status.OPEN,
     "TRIGGERED": Order.Status.TRIGGERED,
@@ -195,10 +199,39 @@ def exits_settle(*, position: Position, gateway: ExchangeGateway) -> None:
             exit_apply(order=order, found=found)
 
 
+def exits_cancel(*, position: Position, gateway: ExchangeGateway) -> None:
+    """Cancel the exits of a position already recorded closed (one request each): the other
+    exit of a fired pair. Only when the exchange no longer has one is it looked up, to learn
+    what became of it. A failure is logged: the guard cancels orders left without a position."""
+    from trading.selectors import position_exit_orders
+
+    for order in position_exit_orders(position=position):
+        try:
+            if gateway.cancel_order(
+                symbol=position.symbol.name,
+                client_order_id=order.client_order_id,
+                conditional=order.is_conditional,
+            ):
+                _exit_status_set(order, Order.Status.CANCELED)
+                continue
+            found = gateway.fetch_order(
+                symbol=position.symbol.name,
+                client_order_id=order.client_order_id,
+                conditional=order.is_conditional,
+            )
+        except ArenaError as e:
+            logger.warning("could not cancel %s after the close: %s", order.client_order_id, e)
+            continue
+        if found is None:
+            _exit_status_set(order, Order.Status.EXPIRED, note="unknown to the exchange")
+        else:
+            exit_apply(order=order, found=found)
+
+
 def exit_apply(*, order: Order, found: ExchangeOrder) -> None:
     """Store an exit's status as the exchange reports it, with the id of the market order a
     fired exit became."""
-    status = _EXIT_STATUS.get(found.status) if order.is_conditional else None
+    status = EXIT_STATUS_OF_ALGO.get(found.status) if order.is_conditional else None
     if status is None:
         from trading.services import order_status_of
 
@@ -286,6 +319,29 @@ def position_orders_fills_record(
         if recorded and recorded == order.filled_quantity and finished:
             continue  # every trade of a finished order is in the ledger already
         order_fills_record(order=order, exchange_order_id=exchange_id, gateway=gateway, rates=rates)
+
+
+def position_finished_fills_record(
+    *, position: Position, gateway: ExchangeGateway, rates: dict[str, Decimal] | None = None
+) -> int:
+    """Record the trades of the position's finished orders that are not wholly in the ledger
+    (one request each, none when all are; one query): what the user data stream missed while
+    it was down, so the position's close can be told from the ledger. Exits still working are
+    not looked up. Returns how many orders were read; raises ``ArenaError``."""
+    rates = {} if rates is None else rates
+    orders = (
+        position.orders.filter(status__in=FINISHED, filled_quantity__gt=0)
+        .select_related("symbol")
+        .annotate(recorded=Sum("fills__quantity"))
+    )
+    read = 0
+    for order in orders:
+        exchange_id = order.triggered_order_id if order.is_conditional else order.exchange_order_id
+        if not exchange_id or order.recorded == order.filled_quantity:
+            continue
+        order_fills_record(order=order, exchange_order_id=exchange_id, gateway=gateway, rates=rates)
+        read += 1
+    return read
 
 
 def _traded_order_id(*, order: Order, gateway: ExchangeGateway) -> str:
@@ -408,9 +464,9 @@ def _exchange_close_order(*, position: Position, found: ExchangeOrder) -> Order:
     return order
 
 
-def position_books(*, position: Position) -> PositionBooks:
-    """Sum the position's recorded fills (no request)."""
-    fills = list(position.fills.all())
+def position_books(*, position: Position, fills: list[Fill] | None = None) -> PositionBooks:
+    """Sum the position's recorded fills (``fills`` when already read; no request)."""
+    fills = list(position.fills.all()) if fills is None else fills
     entry_side = ENTRY_SIDE[position.side]
     entries = [f for f in fills if f.side == entry_side]
     exits = [f for f in fills if f.side != entry_side]
@@ -433,6 +489,32 @@ def position_books(*, position: Position) -> PositionBooks:
         entry_quantity=sum((f.quantity for f in entries), Decimal(0)),
         exit_quantity=exit_quantity,
     )
+
+
+def position_books_settled(*, position: Position) -> PositionBooks | None:
+    """The position's books when its recorded fills alone show it closed (no request, three
+    queries); None when the exchange must be asked.
+
+    The user data stream writes each fill, with its order's cumulative quantity, the moment it
+    happens: once every order with fills is finished and wholly in the ledger, and as much went
+    out as came in, the position is flat and these are its numbers. A liquidation is left to the
+    exchange (its clearance fee is read over REST).
+    """
+    recorded = list(position.fills.all())
+    by_order: dict[int, Decimal] = {}
+    for fill in recorded:
+        by_order[fill.order_id] = by_order.get(fill.order_id, Decimal(0)) + fill.quantity
+    if not by_order:
+        return None
+    for order in Order.objects.filter(id__in=by_order):
+        if (
+            order.purpose == Order.Purpose.LIQUIDATION
+            or order.status not in FINISHED
+            or order.filled_quantity != by_order[order.id]
+        ):
+            return None  # more fills may come, or some are not in the ledger yet
+    books = position_books(position=position, fills=recorded)
+    return books if books.flat else None
 
 
 def position_books_read(*, position: Position, gateway: ExchangeGateway) -> PositionBooks | None:
