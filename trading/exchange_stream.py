@@ -111,6 +111,24 @@ def stream_algo_parse(raw: dict[str, Any]) -> StreamAlgo:
     )
 
 
+def stream_events_order(*, algos: list[StreamAlgo], fills: list[StreamFill]) -> list[StreamEvent]:
+    """One batch's events in the order to apply them: the fills first (a close waits for no
+    bookkeeping), then the algo updates, except one that names the order a fill of the batch
+    came from under a client id not ours: it goes before, so that fill is found on its stop.
+
+    ccxt keeps only an algo order's latest update (TRIGGERED then FINISHED arrive as FINISHED),
+    so the order on the wire (TRIGGERED, the fill, FINISHED) cannot be kept as such; every
+    update only moves an order forward, so none undoes what a fill recorded.
+    """
+    foreign = {
+        f.fill.order_id
+        for f in fills
+        if f.client_order_id not in {a.client_algo_id for a in algos if a.symbol == f.symbol}
+    }
+    first = [a for a in algos if a.actual_order_id and a.actual_order_id in foreign]
+    return [*first, *fills, *(a for a in algos if a not in first)]
+
+
 class UserDataStream:
     """One connection of the user data stream through ``ccxt.pro.binanceusdm``."""
 
@@ -149,10 +167,8 @@ class UserDataStream:
             await asyncio.sleep(0.005)
 
     async def next_events(self) -> list[StreamEvent]:
-        """Wait for the events that arrived since the last call (one or more): what became of
-        conditional orders (ALGO_UPDATE) first, then the fills. An algo update precedes the
-        fill of the order it became on the wire, so in one batch it comes first too; a later
-        one (FINISHED) applied before that fill changes nothing the fill would not."""
+        """Wait for the events that arrived since the last call (one or more), in the order
+        of ``stream_events_order``."""
         assert self._trades and self._orders and self._keeper, "open() first"
         # Not cancelled when the caller stops waiting: they are ccxt's subscriptions and ours.
         await asyncio.wait(
@@ -160,19 +176,20 @@ class UserDataStream:
         )
         if self._keeper.done():
             self._keeper.result()  # raises StreamLost: the key could not be kept alive
-        events: list[StreamEvent] = []
+        algos: list[StreamAlgo] = []
+        fills: list[StreamFill] = []
         try:
             if self._orders.done():
                 orders = self._orders.result()
                 self._orders = asyncio.ensure_future(self.client.watch_orders())
-                events += [stream_algo_parse(o["info"]) for o in orders if "aid" in o["info"]]
+                algos = [stream_algo_parse(o["info"]) for o in orders if "aid" in o["info"]]
             if self._trades.done():
                 trades = self._trades.result()
                 self._trades = asyncio.ensure_future(self.client.watch_my_trades())
-                events += [stream_fill_parse(trade["info"]) for trade in trades]
+                fills = [stream_fill_parse(trade["info"]) for trade in trades]
         except (ccxt.BaseError, OSError) as e:
             raise StreamLost(f"user data stream lost: {type(e).__name__}: {e}") from e
-        return events
+        return stream_events_order(algos=algos, fills=fills)
 
     async def _keep_alive(self) -> None:
         """PUT the listen key every ``keep_alive_seconds`` (ccxt's own renewal is not relied
@@ -227,5 +244,6 @@ __all__ = [
     "StreamLost",
     "UserDataStream",
     "stream_algo_parse",
+    "stream_events_order",
     "stream_fill_parse",
 ]

@@ -15,7 +15,7 @@ it later; the daily loss limit blocks entries meanwhile.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -76,6 +76,7 @@ class PositionBooks:
     closed_at: datetime | None  # the exchange time of the last fill
     entry_quantity: Decimal
     exit_quantity: Decimal
+    fired_exit: str | None = None  # SL or TP: the exit whose fills closed it (settled books)
 
     @property
     def flat(self) -> bool:
@@ -464,15 +465,20 @@ def _exchange_close_order(*, position: Position, found: ExchangeOrder) -> Order:
     return order
 
 
-def position_books(*, position: Position, fills: list[Fill] | None = None) -> PositionBooks:
-    """Sum the position's recorded fills (``fills`` when already read; no request)."""
+def position_books(
+    *, position: Position, fills: list[Fill] | None = None, liquidated: bool = True
+) -> PositionBooks:
+    """Sum the position's recorded fills (``fills`` when already read; no request).
+    ``liquidated`` False: no clearance fee to look for (it is booked only on a liquidation)."""
     fills = list(position.fills.all()) if fills is None else fills
     entry_side = ENTRY_SIDE[position.side]
     entries = [f for f in fills if f.side == entry_side]
     exits = [f for f in fills if f.side != entry_side]
     fees = sum((f.commission_usdt for f in fills), Decimal(0))
     # A liquidation's clearance fee is part of what the position lost.
-    clearance = position.incomes.filter(income_type=Income.Type.INSURANCE_CLEAR)
+    clearance = (
+        position.incomes.filter(income_type=Income.Type.INSURANCE_CLEAR) if liquidated else []
+    )
     realized = sum((f.realized_pnl for f in fills), Decimal(0)) + sum(
         (i.amount for i in clearance), Decimal(0)
     )
@@ -500,21 +506,30 @@ def position_books_settled(*, position: Position) -> PositionBooks | None:
     out as came in, the position is flat and these are its numbers. A liquidation is left to the
     exchange (its clearance fee is read over REST).
     """
-    recorded = list(position.fills.all())
+    recorded = list(position.fills.select_related("order"))
     by_order: dict[int, Decimal] = {}
+    orders: dict[int, Order] = {}
     for fill in recorded:
         by_order[fill.order_id] = by_order.get(fill.order_id, Decimal(0)) + fill.quantity
+        orders[fill.order_id] = fill.order
     if not by_order:
         return None
-    for order in Order.objects.filter(id__in=by_order):
+    for order in orders.values():
         if (
             order.purpose == Order.Purpose.LIQUIDATION
             or order.status not in FINISHED
             or order.filled_quantity != by_order[order.id]
         ):
             return None  # more fills may come, or some are not in the ledger yet
-    books = position_books(position=position, fills=recorded)
-    return books if books.flat else None
+    books = position_books(position=position, fills=recorded, liquidated=False)
+    if not books.flat:
+        return None
+    fired = sorted(
+        (o.id, o.purpose)
+        for o in orders.values()
+        if o.purpose in (Order.Purpose.STOP_LOSS, Order.Purpose.TAKE_PROFIT)
+    )
+    return replace(books, fired_exit=fired[0][1] if fired else None)
 
 
 def position_books_read(*, position: Position, gateway: ExchangeGateway) -> PositionBooks | None:

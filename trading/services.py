@@ -1154,7 +1154,9 @@ def position_record_exchange_close(
         with symbol_lock(
             position.symbol_id, DEFAULT_TTL_SECONDS, wait_seconds=CLOSE_LOCK_WAIT_SECONDS
         ):
+            symbol = position.symbol
             position.refresh_from_db()
+            position.symbol = symbol  # its rules do not change under the lease: no re-read
             if not position.is_open:
                 return CloseOutcome(
                     CloseOutcome.REFUSED, f"position is {position.status}", position=position
@@ -1192,7 +1194,7 @@ def _record_exchange_close(
     LIQUIDATION; exits settled once (one lookup each, a cancel only for one still working)."""
     if books is not None:
         # The ledger holds the fill that closed it, on the exit that fired.
-        reason = reason or fills.fired_exit(position=position)
+        reason = reason or books.fired_exit
         if reason:
             return _close_finish(
                 position=position,

@@ -4,7 +4,9 @@ the moment its fill arrives, and a REST reconcile of every gap.
 Every write goes through the services the guard uses (``fills.fill_record``,
 ``position_record_exchange_close``), so a duplicated or late event, or one the guard saw first,
 changes nothing twice: the trade id is unique and a closed position is not closed again. The
-exchange stays the truth: a close is recorded only once REST shows the position flat.
+exchange stays the truth: a close is recorded once its own fills, as the exchange reported them,
+show the position flat (every order's fills in the ledger, as much out as in), else only once
+REST shows it flat.
 """
 
 from __future__ import annotations
@@ -63,10 +65,9 @@ def stream_fill_apply(*, event: StreamFill, gateway: ExchangeGateway) -> FillApp
         rate = Decimal(1)
         if event.fill.commission_asset != fills.USDT:
             rate = gateway.fetch_mark_price(symbol=f"{event.fill.commission_asset}{fills.USDT}")
-        with transaction.atomic():
-            _, applied.recorded = fills.fill_record(order=order, trade=event.fill, usdt_rate=rate)
-            if order.purpose in EXCHANGE_CLOSES:
-                _exit_progress(order=order, event=event)
+        _, applied.recorded = fills.fill_record(order=order, trade=event.fill, usdt_rate=rate)
+        if order.purpose in EXCHANGE_CLOSES:
+            _exit_progress(order=order, event=event)
     position = _position_closed_by(event=event, order=order)
     if position is None:
         return applied
