@@ -390,8 +390,9 @@ def _report(
     lines = [
         "# arena: the user data stream",
         "",
-        f"Database {engine}; paper exchange, stream runner, guard and order path in one process;"
-        f" load average at the end {load} on {os.cpu_count()} cores.",
+        f"Database {engine}; paper exchange, guard and order path in one process (the stream"
+        f" runner too, unless it runs as its own); load average at the end {load} on"
+        f" {os.cpu_count()} cores.",
         "",
         f"## Fill → close recorded ({batch} positions at a time; a stop hit every {spacing:g} s "
         "on average, at random moments)",
