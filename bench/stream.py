@@ -1,6 +1,7 @@
 """Fill → close recorded, with the user data stream and without; the guard's weight per minute.
 
-``python -m bench.stream [--closes 100] [--batch 20] [--spacing 1.0] [--output FILE]``
+``python -m bench.stream [--closes 100] [--batch 20] [--spacing 1.0] [--latency-only]
+[--output FILE]``
 
 Latency: positions are opened through the order path on ``--batch`` symbols at a time; their
 stops are then hit one by one at random moments, ``--spacing`` seconds apart on average (the
@@ -21,8 +22,11 @@ import argparse
 import asyncio
 import logging
 import math
+import os
 import random
+import signal
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -33,6 +37,7 @@ from typing import Any
 from bench import env
 
 OUTPUT = Path(__file__).resolve().parents[1] / "var" / "bench-stream.md"
+LOG = OUTPUT.with_name("bench-stream-process.log")  # the stream process's own lines
 GUARD_SECONDS = 5.0
 WEIGHT_LIMIT = 2400
 SYMBOL_COUNTS = (2, 20, 50)
@@ -58,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--weight-only", action="store_true", help="skip the latency runs")
+    parser.add_argument("--latency-only", action="store_true", help="skip the weight runs")
+    parser.add_argument(
+        "--stream-process",
+        action="store_true",
+        help="run the stream as its own process (`manage.py stream`, as deployed) rather than "
+        "on a thread of the bench's process",
+    )
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -86,11 +98,13 @@ def main(argv: list[str] | None = None) -> int:
                         names=names,
                         control=control,
                         spacing=args.spacing,
+                        process=args.stream_process,
+                        stream_url=server.stream_url,
                     )
                     for stream in (True, False)
                 ]
             )
-            weights = weight_measure(control=control)
+            weights = [] if args.latency_only else weight_measure(control=control)
     lines = _report(
         engine=engine, rows=rows, weights=weights, batch=args.batch, spacing=args.spacing
     )
@@ -112,13 +126,22 @@ def _symbol_names(count: int) -> list[str]:
 
 # --------------------------------------------------------------------------- latency
 def latency_measure(
-    *, stream: bool, closes: int, names: list[str], control: Any, spacing: float
+    *,
+    stream: bool,
+    closes: int,
+    names: list[str],
+    control: Any,
+    spacing: float,
+    process: bool = False,
+    stream_url: str = "",
 ) -> LatencyRow:
     from bench.measure import positions_open
     from trading.models import Position
 
     guard = _GuardLoop().start()
-    runner = _StreamThread().start() if stream else None
+    runner: _StreamThread | _StreamProcess | None = None
+    if stream:
+        runner = (_StreamProcess(stream_url) if process else _StreamThread()).start()
     latencies: list[float] = []
     actors: dict[str, int] = {}
     unclosed = 0
@@ -145,8 +168,11 @@ def latency_measure(
             runner.stop()
         guard.stop()
     latencies.sort()
+    where = "its own process" if process else "a thread of the bench"
     return LatencyRow(
-        mode="stream on (guard every 5 s as backstop)" if stream else "stream off (guard only)",
+        mode=f"stream on ({where}; guard every 5 s as backstop)"
+        if stream
+        else "stream off (guard only)",
         closes=len(latencies),
         p50_ms=statistics.median(latencies),
         p99_ms=latencies[min(len(latencies) - 1, math.ceil(0.99 * len(latencies)) - 1)],
@@ -252,6 +278,51 @@ class _StreamThread:
         assert self._stop is not None
         self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=30)
+
+
+class _StreamProcess:
+    """The stream process as deployed (``manage.py stream``), on the bench's database and
+    paper exchange: no thread of the bench competes with it for the interpreter."""
+
+    def __init__(self, stream_url: str) -> None:
+        self.stream_url = stream_url
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> _StreamProcess:
+        from django.conf import settings
+
+        from trading.models import StreamState
+
+        StreamState.objects.all().delete()
+        env = os.environ | {
+            "PAPER_STREAM_URL": self.stream_url,
+            "PAPER_EXCHANGE_URL": settings.PAPER_EXCHANGE_URL,
+            "EXCHANGE_WEIGHT_BUDGET_1M": str(10**9),
+            "LOG_LEVEL": "WARNING",
+        }
+        self._process = subprocess.Popen(
+            [sys.executable, "manage.py", "stream"],
+            cwd=Path(__file__).resolve().parents[1],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=LOG.open("ab"),
+        )
+        deadline = time.monotonic() + 60
+        while not StreamState.objects.filter(connected=True).exists():
+            if time.monotonic() > deadline or self._process.poll() is not None:
+                self.stop()
+                raise RuntimeError("the stream process did not connect")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGINT)
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
 
 
 # --------------------------------------------------------------------------- weight
@@ -368,10 +439,13 @@ def _clear_of_minute_edge(margin: float = 3.0) -> None:
 def _report(
     *, engine: str, rows: list[LatencyRow], weights: list[WeightRow], batch: int, spacing: float
 ) -> list[str]:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [
         "# arena: the user data stream",
         "",
-        f"Database {engine}; paper exchange, stream runner, guard and order path in one process.",
+        f"Database {engine}; paper exchange, guard and order path in one process (the stream"
+        f" runner too, unless it runs as its own); load average at the end {load} on"
+        f" {os.cpu_count()} cores.",
     ]
     if rows:  # not with --weight-only
         lines += _latency_lines(rows=rows, batch=batch, spacing=spacing)

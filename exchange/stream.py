@@ -2,8 +2,8 @@
 
 Like ``exchange.gateway`` for REST, this is where ccxt's stream is called and its errors become
 ours. One :class:`UserDataStream` is one connection's life: ``open`` creates (or extends) the
-listen key and connects; ``next_fills`` waits for the next fills; any error means the
-connection is gone, and the caller builds a new stream after a REST reconcile of the gap.
+listen key and connects; ``next_events`` waits for the next fills and algo updates; any error
+means the connection is gone, and the caller builds a new stream after a REST reconcile of the gap.
 ccxt keeps the listen key alive itself (PUT every ``listenKeyRefreshRate``).
 """
 
@@ -13,7 +13,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import ccxt.pro
@@ -44,8 +45,30 @@ class StreamFill:
     order_status: str  # the order's status after this fill: PARTIALLY_FILLED or FILLED
     order_type: str  # the original type: MARKET, LIMIT, STOP_MARKET, LIQUIDATION, ...
     reduce_only: bool
+    event_time: datetime  # the exchange's transaction time of the fill
+    close_position: bool = False
+    # The order's cumulative filled quantity and average price after this fill (None: unknown).
+    order_filled_quantity: Decimal | None = None
+    order_average_price: Decimal | None = None
+
+    @property
+    def symbol(self) -> str:
+        return self.fill.symbol
+
+
+@dataclass(frozen=True)
+class StreamAlgo:
+    """One ALGO_UPDATE: what became of a conditional order (stop-loss, take-profit)."""
+
+    symbol: str
+    client_algo_id: str
+    algo_id: str
+    status: str  # NEW, TRIGGERING, TRIGGERED, FINISHED, CANCELED, EXPIRED, REJECTED
+    actual_order_id: str  # the regular order it became once triggered ("" before)
     event_time: datetime
-    close_position: bool = False  # the exchange's transaction time of the fill
+
+
+StreamEvent = StreamFill | StreamAlgo
 
 
 def stream_fill_parse(raw: dict[str, Any]) -> StreamFill:
@@ -71,7 +94,39 @@ def stream_fill_parse(raw: dict[str, Any]) -> StreamFill:
         reduce_only=_bool(raw.get("R")),
         event_time=fill.time,
         close_position=_bool(raw.get("cp")),
+        order_filled_quantity=_dec(raw["z"]) if raw.get("z") is not None else None,
+        order_average_price=_dec(raw["ap"]) if raw.get("ap") is not None else None,
     )
+
+
+def stream_algo_parse(raw: dict[str, Any]) -> StreamAlgo:
+    """Parse the ``o`` object of an ALGO_UPDATE (ccxt puts the event's time in ``T``)."""
+    return StreamAlgo(
+        symbol=str(raw["s"]),
+        client_algo_id=str(raw.get("caid") or ""),
+        algo_id=str(raw.get("aid") or ""),
+        status=str(raw.get("X") or ""),
+        actual_order_id=str(raw.get("ai") or ""),
+        event_time=_time(raw["T"]) if raw.get("T") else datetime.now(tz=UTC),
+    )
+
+
+def stream_events_order(*, algos: list[StreamAlgo], fills: list[StreamFill]) -> list[StreamEvent]:
+    """One batch's events in the order to apply them: the fills first (a close waits for no
+    bookkeeping), then the algo updates, except one that names the order a fill of the batch
+    came from under a client id not ours: it goes before, so that fill is found on its stop.
+
+    ccxt keeps only an algo order's latest update (TRIGGERED then FINISHED arrive as FINISHED),
+    so the order on the wire (TRIGGERED, the fill, FINISHED) cannot be kept as such; every
+    update only moves an order forward, so none undoes what a fill recorded.
+    """
+    foreign = {
+        f.fill.order_id
+        for f in fills
+        if f.client_order_id not in {a.client_algo_id for a in algos if a.symbol == f.symbol}
+    }
+    first = [a for a in algos if a.actual_order_id and a.actual_order_id in foreign]
+    return [*first, *fills, *(a for a in algos if a not in first)]
 
 
 class UserDataStream:
@@ -86,6 +141,7 @@ class UserDataStream:
         self.client = client_factory()
         self.keep_alive_seconds = keep_alive_seconds
         self._trades: asyncio.Future[list[dict[str, Any]]] | None = None
+        self._orders: asyncio.Future[list[dict[str, Any]]] | None = None
         self._keeper: asyncio.Future[None] | None = None
 
     async def open(self, *, timeout: float = 10.0) -> None:
@@ -98,6 +154,8 @@ class UserDataStream:
     async def _open(self) -> None:
         await self.client.load_markets()
         self._trades = asyncio.ensure_future(self.client.watch_my_trades())
+        # Same connection: ccxt delivers ORDER_TRADE_UPDATE and ALGO_UPDATE as orders.
+        self._orders = asyncio.ensure_future(self.client.watch_orders())
         while True:
             connections = [c for c in self.client.clients.values() if "listenKey" in c.url]
             if connections:
@@ -108,19 +166,30 @@ class UserDataStream:
                 self._trades.result()  # raises what went wrong
             await asyncio.sleep(0.005)
 
-    async def next_fills(self) -> list[StreamFill]:
-        """Wait for the fills that arrived since the last call (one or more)."""
-        assert self._trades is not None and self._keeper is not None, "open() first"
-        # Not cancelled when the caller stops waiting: they are ccxt's subscription and ours.
-        await asyncio.wait({self._trades, self._keeper}, return_when=asyncio.FIRST_COMPLETED)
+    async def next_events(self) -> list[StreamEvent]:
+        """Wait for the events that arrived since the last call (one or more), in the order
+        of ``stream_events_order``."""
+        assert self._trades and self._orders and self._keeper, "open() first"
+        # Not cancelled when the caller stops waiting: they are ccxt's subscriptions and ours.
+        await asyncio.wait(
+            {self._trades, self._orders, self._keeper}, return_when=asyncio.FIRST_COMPLETED
+        )
         if self._keeper.done():
             self._keeper.result()  # raises StreamLost: the key could not be kept alive
+        algos: list[StreamAlgo] = []
+        fills: list[StreamFill] = []
         try:
-            trades = self._trades.result()
+            if self._orders.done():
+                orders = self._orders.result()
+                self._orders = asyncio.ensure_future(self.client.watch_orders())
+                algos = [stream_algo_parse(o["info"]) for o in orders if "aid" in o["info"]]
+            if self._trades.done():
+                trades = self._trades.result()
+                self._trades = asyncio.ensure_future(self.client.watch_my_trades())
+                fills = [stream_fill_parse(trade["info"]) for trade in trades]
         except (ccxt.BaseError, OSError) as e:
             raise StreamLost(f"user data stream lost: {type(e).__name__}: {e}") from e
-        self._trades = asyncio.ensure_future(self.client.watch_my_trades())
-        return [stream_fill_parse(trade["info"]) for trade in trades]
+        return stream_events_order(algos=algos, fills=fills)
 
     async def _keep_alive(self) -> None:
         """PUT the listen key every ``keep_alive_seconds`` (ccxt's own renewal is not relied
@@ -134,7 +203,7 @@ class UserDataStream:
                 raise StreamLost(f"listen key not kept alive: {type(e).__name__}: {e}") from e
 
     async def close(self) -> None:
-        for task in (self._trades, self._keeper):
+        for task in (self._trades, self._orders, self._keeper):
             if task is not None and not task.done():
                 task.cancel()
         try:
@@ -168,4 +237,13 @@ def user_data_stream_factory(
     return lambda: UserDataStream(client, keep_alive_seconds=keep_alive_seconds)
 
 
-__all__ = ["StreamFill", "StreamLost", "UserDataStream", "stream_fill_parse"]
+__all__ = [
+    "StreamAlgo",
+    "StreamEvent",
+    "StreamFill",
+    "StreamLost",
+    "UserDataStream",
+    "stream_algo_parse",
+    "stream_events_order",
+    "stream_fill_parse",
+]

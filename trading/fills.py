@@ -15,11 +15,12 @@ it later; the daily loss limit blocks entries meanwhile.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from core.errors import ArenaError
@@ -46,6 +47,8 @@ MAY_HAVE_FILLED = (
     Order.Status.CANCELED,  # a partially filled order may be cancelled
     Order.Status.EXPIRED,  # an IOC order expires with what it filled
 )
+# Our order statuses after which an order fills no more.
+FINISHED = (Order.Status.FILLED, Order.Status.CANCELED, Order.Status.EXPIRED)
 
 
 class FillsUnreadable(ArenaError):
@@ -63,6 +66,7 @@ class PositionBooks:
     closed_at: datetime | None  # the exchange time of the last fill
     entry_quantity: Decimal
     exit_quantity: Decimal
+    fired_exit: str | None = None  # SL or TP: the exit whose fills closed it (settled books)
 
     @property
     def flat(self) -> bool:
@@ -188,6 +192,33 @@ def exits_settle(*, position: Position, gateway: ExchangeGateway) -> None:
             exit_apply(order=order, found=found)
 
 
+def exits_cancel(*, position: Position, gateway: ExchangeGateway) -> None:
+    """Cancel the exits of a position already recorded closed (one request each): the other
+    exit of a fired pair. Only when the exchange no longer has one is it looked up, to learn
+    what became of it. A failure is logged: the guard cancels orders left without a position."""
+    for order in position_exit_orders(position=position):
+        try:
+            if gateway.cancel_order(
+                symbol=position.symbol.name,
+                client_order_id=order.client_order_id,
+                conditional=order.is_conditional,
+            ):
+                _exit_status_set(order, Order.Status.CANCELED)
+                continue
+            found = gateway.fetch_order(
+                symbol=position.symbol.name,
+                client_order_id=order.client_order_id,
+                conditional=order.is_conditional,
+            )
+        except ArenaError as e:
+            logger.warning("could not cancel %s after the close: %s", order.client_order_id, e)
+            continue
+        if found is None:
+            _exit_status_set(order, Order.Status.EXPIRED, note="unknown to the exchange")
+        else:
+            exit_apply(order=order, found=found)
+
+
 def exit_apply(*, order: Order, found: ExchangeOrder) -> None:
     """Store an exit's status as the exchange reports it, with the id of the market order a
     fired exit became."""
@@ -278,6 +309,29 @@ def position_orders_fills_record(
         if recorded and recorded == order.filled_quantity and finished:
             continue  # every trade of a finished order is in the ledger already
         order_fills_record(order=order, exchange_order_id=exchange_id, gateway=gateway, rates=rates)
+
+
+def position_finished_fills_record(
+    *, position: Position, gateway: ExchangeGateway, rates: dict[str, Decimal] | None = None
+) -> int:
+    """Record the trades of the position's finished orders that are not wholly in the ledger
+    (one request each, none when all are; one query): what the user data stream missed while
+    it was down, so the position's close can be told from the ledger. Exits still working are
+    not looked up. Returns how many orders were read; raises ``ArenaError``."""
+    rates = {} if rates is None else rates
+    orders = (
+        position.orders.filter(status__in=FINISHED, filled_quantity__gt=0)
+        .select_related("symbol")
+        .annotate(recorded=Sum("fills__quantity"))
+    )
+    read = 0
+    for order in orders:
+        exchange_id = order.triggered_order_id if order.is_conditional else order.exchange_order_id
+        if not exchange_id or order.recorded == order.filled_quantity:
+            continue
+        order_fills_record(order=order, exchange_order_id=exchange_id, gateway=gateway, rates=rates)
+        read += 1
+    return read
 
 
 def _traded_order_id(*, order: Order, gateway: ExchangeGateway) -> str:
@@ -406,15 +460,20 @@ def _exchange_close_order(*, position: Position, found: ExchangeOrder) -> Order:
         return Order.objects.get(client_order_id=client_order_id)
 
 
-def position_books(*, position: Position) -> PositionBooks:
-    """Sum the position's recorded fills (no request)."""
-    fills = list(position.fills.all())
+def position_books(
+    *, position: Position, fills: list[Fill] | None = None, liquidated: bool = True
+) -> PositionBooks:
+    """Sum the position's recorded fills (``fills`` when already read; no request).
+    ``liquidated`` False: no clearance fee to look for (it is booked only on a liquidation)."""
+    fills = list(position.fills.all()) if fills is None else fills
     entry_side = ENTRY_SIDE[position.side]
     entries = [f for f in fills if f.side == entry_side]
     exits = [f for f in fills if f.side != entry_side]
     fees = sum((f.commission_usdt for f in fills), Decimal(0))
     # A liquidation's clearance fee is part of what the position lost.
-    clearance = position.incomes.filter(income_type=Income.Type.INSURANCE_CLEAR)
+    clearance = (
+        position.incomes.filter(income_type=Income.Type.INSURANCE_CLEAR) if liquidated else []
+    )
     realized = sum((f.realized_pnl for f in fills), Decimal(0)) + sum(
         (i.amount for i in clearance), Decimal(0)
     )
@@ -431,6 +490,41 @@ def position_books(*, position: Position) -> PositionBooks:
         entry_quantity=sum((f.quantity for f in entries), Decimal(0)),
         exit_quantity=exit_quantity,
     )
+
+
+def position_books_settled(*, position: Position) -> PositionBooks | None:
+    """The position's books when its recorded fills alone show it closed (no request, three
+    queries); None when the exchange must be asked.
+
+    The user data stream writes each fill, with its order's cumulative quantity, the moment it
+    happens: once every order with fills is finished and wholly in the ledger, and as much went
+    out as came in, the position is flat and these are its numbers. A liquidation is left to the
+    exchange (its clearance fee is read over REST).
+    """
+    recorded = list(position.fills.select_related("order"))
+    by_order: dict[int, Decimal] = {}
+    orders: dict[int, Order] = {}
+    for fill in recorded:
+        by_order[fill.order_id] = by_order.get(fill.order_id, Decimal(0)) + fill.quantity
+        orders[fill.order_id] = fill.order
+    if not by_order:
+        return None
+    for order in orders.values():
+        if (
+            order.purpose == Order.Purpose.LIQUIDATION
+            or order.status not in FINISHED
+            or order.filled_quantity != by_order[order.id]
+        ):
+            return None  # more fills may come, or some are not in the ledger yet
+    books = position_books(position=position, fills=recorded, liquidated=False)
+    if not books.flat:
+        return None
+    fired = sorted(
+        (o.id, o.purpose)
+        for o in orders.values()
+        if o.purpose in (Order.Purpose.STOP_LOSS, Order.Purpose.TAKE_PROFIT)
+    )
+    return replace(books, fired_exit=fired[0][1] if fired else None)
 
 
 def position_books_read(*, position: Position, gateway: ExchangeGateway) -> PositionBooks | None:

@@ -1080,12 +1080,30 @@ def _close_restore(position: Position, *, reason: str = "", actor: str = "bot") 
 
 
 def _close_finish(
-    *, position: Position, reason: str, gateway: ExchangeGateway, actor: str, closed_by_us: bool
+    *,
+    position: Position,
+    reason: str,
+    gateway: ExchangeGateway,
+    actor: str,
+    closed_by_us: bool,
+    books: fills.PositionBooks | None = None,
+    settled: bool = False,
 ) -> CloseOutcome:
-    """The exchange is flat: remove the protection, read PnL from the fills, record the close."""
+    """The exchange is flat: remove the protection, read PnL from the fills, record the close.
+
+    With ``books`` (the ledger already shows the close, ``fills.position_books_settled``) the
+    close is recorded first, from them, and the remaining exits are cancelled after it, still
+    under the symbol's lease so no new entry can meet them. ``settled``: the exits were settled
+    already.
+    """
     symbol = position.symbol
-    fills.exits_settle(position=position, gateway=gateway)
-    net, fees, exit_price, closed_at = _position_pnl(gateway=gateway, position=position)
+    if books is None:
+        if not settled:
+            fills.exits_settle(position=position, gateway=gateway)
+        net, fees, exit_price, closed_at = _position_pnl(gateway=gateway, position=position)
+    else:
+        net, fees = books.realized_pnl, books.fees
+        exit_price, closed_at = books.exit_price, books.closed_at
     with transaction.atomic():
         position_transition(
             position,
@@ -1112,6 +1130,8 @@ def _close_finish(
             + ("" if closed_by_us else " (closed on the exchange)"),
             actor=actor,
         )
+    if books is not None:
+        fills.exits_cancel(position=position, gateway=gateway)
     logger.info(
         "[Close] %s %s @ %s | PnL %s USDT",
         position.symbol.name,
@@ -1168,13 +1188,20 @@ def position_record_exchange_close(
         with symbol_lock(
             position.symbol_id, DEFAULT_TTL_SECONDS, wait_seconds=CLOSE_LOCK_WAIT_SECONDS
         ):
+            symbol = position.symbol
             position.refresh_from_db()
+            position.symbol = symbol  # its rules do not change under the lease: no re-read
             if not position.is_open:
                 return CloseOutcome(
                     CloseOutcome.REFUSED, f"position is {position.status}", position=position
                 )
+            # When the user data stream has written every fill, the ledger alone shows the
+            # position flat and tells its numbers: the exchange is not asked what it said.
+            books = fills.position_books_settled(position=position)
             try:
-                if gateway.fetch_position(symbol=position.symbol.name) is not None:
+                if books is None and (
+                    gateway.fetch_position(symbol=position.symbol.name) is not None
+                ):
                     return CloseOutcome(
                         CloseOutcome.REFUSED, "still open on the exchange", position=position
                     )
@@ -1183,27 +1210,45 @@ def position_record_exchange_close(
                     CloseOutcome.FAILED, f"exchange unreadable: {e}", position=position
                 )
             return _record_exchange_close(
-                position=position, gateway=gateway, reason=reason, actor=actor
+                position=position, gateway=gateway, reason=reason, actor=actor, books=books
             )
     except SymbolBusy as e:
         return CloseOutcome(CloseOutcome.REFUSED, f"symbol busy: {e}", position=position)
 
 
 def _record_exchange_close(
-    *, position: Position, gateway: ExchangeGateway, reason: str | None, actor: str
+    *,
+    position: Position,
+    gateway: ExchangeGateway,
+    reason: str | None,
+    actor: str,
+    books: fills.PositionBooks | None = None,
 ) -> CloseOutcome:
-    if reason is None:
-        reason = _fired_exit(position=position, gateway=gateway) or Position.CloseReason.LIQUIDATION
-    return _close_finish(
-        position=position, reason=reason, gateway=gateway, actor=actor, closed_by_us=False
-    )
-
-
-def _fired_exit(*, position: Position, gateway: ExchangeGateway) -> str | None:
-    """SL or TP when that order of ours fired; None when neither did. Settles the exits first:
-    one lookup each, a cancel only for one still working."""
+    """Record the close with the reason SL or TP when that order of ours fired, else
+    LIQUIDATION; exits settled once (one lookup each, a cancel only for one still working)."""
+    if books is not None:
+        # The ledger holds the fill that closed it, on the exit that fired.
+        reason = reason or books.fired_exit
+        if reason:
+            return _close_finish(
+                position=position,
+                reason=reason,
+                gateway=gateway,
+                actor=actor,
+                closed_by_us=False,
+                books=books,
+            )
     fills.exits_settle(position=position, gateway=gateway)
-    return fills.fired_exit(position=position)
+    if reason is None:
+        reason = fills.fired_exit(position=position) or Position.CloseReason.LIQUIDATION
+    return _close_finish(
+        position=position,
+        reason=reason,
+        gateway=gateway,
+        actor=actor,
+        closed_by_us=False,
+        settled=True,
+    )
 
 
 def position_replace_stop(

@@ -4,7 +4,9 @@ the moment its fill arrives, and a REST reconcile of every gap.
 Every write goes through the services the guard uses (``fills.fill_record``,
 ``position_record_exchange_close``), so a duplicated or late event, or one the guard saw first,
 changes nothing twice: the trade id is unique and a closed position is not closed again. The
-exchange stays the truth: a close is recorded only once REST shows the position flat.
+exchange stays the truth: a close is recorded once its own fills, as the exchange reported them,
+show the position flat (every order's fills in the ledger, as much out as in), else only once
+REST shows it flat.
 """
 
 from __future__ import annotations
@@ -14,14 +16,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from core.errors import ArenaError
-from exchange.gateway import ExchangeGateway
-from exchange.stream import StreamFill
+from exchange.gateway import ExchangeGateway, order_status_parse
+from exchange.stream import StreamAlgo, StreamEvent, StreamFill
 from trading import fills
 from trading import services as order_path
+from trading.locks import db_write_lock
 from trading.models import Order, Position, StreamState
+from trading.transitions import order_move_allowed, order_transition
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +68,8 @@ def stream_fill_apply(*, event: StreamFill, gateway: ExchangeGateway) -> FillApp
         if event.fill.commission_asset != fills.USDT:
             rate = gateway.fetch_mark_price(symbol=f"{event.fill.commission_asset}{fills.USDT}")
         _, applied.recorded = fills.fill_record(order=order, trade=event.fill, usdt_rate=rate)
+        if order.purpose in EXCHANGE_CLOSES:
+            _exit_progress(order=order, event=event)
     position = _position_closed_by(event=event, order=order)
     if position is None:
         return applied
@@ -77,18 +85,82 @@ def stream_fill_apply(*, event: StreamFill, gateway: ExchangeGateway) -> FillApp
     return applied
 
 
+def _exit_progress(*, order: Order, event: StreamFill) -> None:
+    """Store what the fill says of the exit it belongs to: its cumulative quantity and average
+    price, FILLED once whole, and for a conditional order the id of the order it became. Then
+    the close needs no lookup of its own: the ledger and this row tell it
+    (``fills.position_books_settled``). Only forward: a late event never lowers the quantity."""
+    if event.order_filled_quantity is None:
+        return
+    changes: dict[str, object] = {
+        "filled_quantity": event.order_filled_quantity,
+        "average_price": event.order_average_price,
+        "updated_at": timezone.now(),
+    }
+    if order.is_conditional and not order.triggered_order_id:
+        changes["triggered_order_id"] = event.fill.order_id[:40]
+    later = Q(filled_quantity__isnull=True) | Q(filled_quantity__lt=event.order_filled_quantity)
+    with db_write_lock, transaction.atomic():
+        moved = Order.objects.filter(later, pk=order.pk).update(**changes)
+        if moved and event.order_status == "FILLED":
+            order.refresh_from_db(fields=["status"])
+            if order_move_allowed(order.status, Order.Status.FILLED):
+                order_transition(
+                    order, Order.Status.FILLED, reason="filled (stream)", actor=ACTOR, follow=True
+                )
+
+
+def stream_algo_apply(*, event: StreamAlgo) -> bool:
+    """Store what became of one of our conditional orders (ALGO_UPDATE); True when it changed
+    anything.
+
+    TRIGGERED (or FINISHED) tells at once which regular order the stop or take-profit became,
+    so that order's fills are found on it, whatever client id they carry; CANCELED, EXPIRED and
+    REJECTED end it. Conditional updates only move an order forward: a duplicated or late
+    update, or one the order path or a fill already accounted for, changes nothing. NEW is the
+    order path's to record (from its own answer).
+    """
+    status = order_status_parse(event.status)
+    if status in (Order.Status.UNKNOWN, Order.Status.OPEN) or not event.client_algo_id:
+        return False
+    rows = Order.objects.filter(
+        client_order_id=event.client_algo_id[:36], is_conditional=True, symbol__name=event.symbol
+    )
+    changed = 0
+    with db_write_lock, transaction.atomic():
+        if event.actual_order_id:
+            changed += rows.filter(triggered_order_id="").update(
+                triggered_order_id=event.actual_order_id[:40], updated_at=timezone.now()
+            )
+        for order in rows.filter(status__in=Order.ACTIVE_STATUSES):
+            if order_move_allowed(order.status, status):
+                changed += order_transition(
+                    order, status, reason=f"{event.status} (stream)", actor=ACTOR, follow=True
+                )
+    return bool(changed)
+
+
+def stream_event_apply(*, event: StreamEvent, gateway: ExchangeGateway) -> FillApplied:
+    """Apply one event of the stream (a fill or an algo update)."""
+    if isinstance(event, StreamAlgo):
+        return FillApplied(note="algo update applied" if stream_algo_apply(event=event) else "")
+    return stream_fill_apply(event=event, gateway=gateway)
+
+
 def _order_of(event: StreamFill) -> Order | None:
     """Our order row for the fill: by client id, else by the exchange's order id (the market
     order a stop-loss or take-profit became)."""
-    symbol = event.fill.symbol
+    orders = Order.objects.filter(symbol__name=event.fill.symbol).select_related(
+        "symbol", "position"
+    )
     if event.client_order_id:
-        order = Order.objects.filter(client_order_id=event.client_order_id[:36]).first()
-        if order is not None and order.symbol.name == symbol:
+        order = orders.filter(client_order_id=event.client_order_id[:36]).first()
+        if order is not None:
             return order
     exchange_id = event.fill.order_id
     return (
-        Order.objects.filter(symbol__name=symbol, exchange_order_id=exchange_id).first()
-        or Order.objects.filter(symbol__name=symbol, triggered_order_id=exchange_id).first()
+        orders.filter(exchange_order_id=exchange_id).first()
+        or orders.filter(triggered_order_id=exchange_id).first()
     )
 
 
@@ -125,6 +197,9 @@ def stream_gap_reconcile(*, gateway: ExchangeGateway) -> GapReconciled:
             on_exchange = {p.symbol for p in gateway.fetch_positions()}
             for position in positions:
                 if position.symbol.name in on_exchange:
+                    # Its fills the stream missed (its entry's, while it was down): then its
+                    # close is told by the ledger when its exit's fill arrives.
+                    fills.position_finished_fills_record(position=position, gateway=gateway)
                     continue
                 outcome = order_path.position_record_exchange_close(
                     position=position, gateway=gateway, actor=ACTOR

@@ -3,8 +3,12 @@
 Order of work on every (re)connection: open the stream first, so nothing that happens from
 then on is missed, then reconcile over REST everything that happened while it was down, and
 only then apply the buffered and new events (they are idempotent, so an event the reconcile
-already accounted for changes nothing). Database and REST work runs on one worker thread, in
-the order the events arrived.
+already accounted for changes nothing).
+
+The event loop itself never waits on the database or a REST request: each event is applied on
+its symbol's lane (a worker thread; one symbol always on the same one, so in the order the
+events arrived), and the heartbeat and the periodic reconcile run on threads of their own, in
+the background, so neither holds an event back.
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from exchange.gateway import ExchangeGateway
-from exchange.stream import StreamFill, StreamLost, UserDataStream
+from exchange.stream import StreamEvent, StreamFill, StreamLost, UserDataStream
 from trading.gateway import exchange_gateway
 from trading.locks import db_write_lock
 from trading.stream import (
     STOPPED,
-    stream_fill_apply,
+    stream_event_apply,
     stream_gap_reconcile,
     stream_state_report,
 )
@@ -59,6 +63,7 @@ class StreamCounters:
     reconcile_closes: int = 0  # by a REST reconcile of a gap
     reconciles: int = 0
     last_reconcile_at: datetime | None = None
+    algo_updates: int = 0  # ALGO_UPDATE events applied
     connects: int = 0
     last_event_at: datetime | None = None
     lag_ms: int | None = None
@@ -83,8 +88,17 @@ class StreamRunner:
             ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"stream-lane{n}")
             for n in range(max(1, self.settings.lanes))
         ]
+        # The heartbeat's and the periodic reconcile's own threads (the last two lanes).
+        self._report_lane = len(self._lanes)
+        self._reconcile_lane = len(self._lanes) + 1
+        self._lanes += [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-report"),
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-reconcile"),
+        ]
+        self._event_lanes = max(1, self.settings.lanes)
         self._gateways: list[ExchangeGateway] = []
         self._pending: set[asyncio.Future[None]] = set()
+        self._background: dict[str, asyncio.Future[None]] = {}
 
     async def _db(self, function: Callable[..., T], /, lane: int = 0, **kwargs: Any) -> T:
         """Run ``function`` on worker thread ``lane`` (Django and REST are synchronous).
@@ -104,11 +118,19 @@ class StreamRunner:
         return await loop.run_in_executor(self._lanes[lane], job)
 
     def _lane_of(self, symbol: str) -> int:
-        return zlib.crc32(symbol.encode()) % len(self._lanes)
+        return zlib.crc32(symbol.encode()) % self._event_lanes
+
+    def _in_background(self, name: str, job: Callable[[], Any]) -> None:
+        """Start ``job`` unless the previous one of that name still runs (then it is skipped:
+        the next tick starts it again)."""
+        running = self._background.get(name)
+        if running is not None and not running.done():
+            return
+        self._background[name] = asyncio.ensure_future(job())
 
     async def run(self, stop: asyncio.Event) -> None:
         first = await self._db(self.gateway_factory)
-        # A gateway is used by one thread at a time: one per lane.
+        # A gateway is used by one thread at a time: one per lane (the reconcile's is the last).
         self._gateways = [first, *(first.clone() for _ in self._lanes[1:])]
         delay = self.settings.backoff_initial
         try:
@@ -140,6 +162,9 @@ class StreamRunner:
                 delay = min(delay * 2, self.settings.backoff_max)
         finally:
             await self._settle()
+            background = [task for task in self._background.values() if not task.done()]
+            if background:
+                await asyncio.gather(*background, return_exceptions=True)
             await self._report(connected=False, error=STOPPED)
             for lane in range(len(self._lanes)):
                 await self._db(close_old_connections, lane=lane)
@@ -153,25 +178,26 @@ class StreamRunner:
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
-                fills_future = asyncio.ensure_future(stream.next_fills())
+                events_future = asyncio.ensure_future(stream.next_events())
                 timeout = max(0.0, min(next_report, next_reconcile) - loop.time())
                 done, _ = await asyncio.wait(
-                    {fills_future, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                    {events_future, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
-                if fills_future in done:
-                    for event in fills_future.result():
+                if events_future in done:
+                    for event in events_future.result():
                         task = asyncio.ensure_future(self._apply(event))
                         self._pending.add(task)
                         task.add_done_callback(self._pending.discard)
                 else:
-                    fills_future.cancel()
+                    events_future.cancel()
                     if stop.is_set():
                         return
+                # Neither is awaited here: events keep flowing while they run.
                 if loop.time() >= next_reconcile:
-                    await self._reconcile()
+                    self._in_background("reconcile", self._reconcile)
                     next_reconcile = loop.time() + self.settings.reconcile_seconds
                 if loop.time() >= next_report:
-                    await self._report(connected=True)
+                    self._in_background("report", lambda: self._report(connected=True))
                     next_report = loop.time() + self.settings.report_seconds
         finally:
             stopping.cancel()
@@ -181,12 +207,12 @@ class StreamRunner:
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
-    async def _apply(self, event: StreamFill) -> None:
+    async def _apply(self, event: StreamEvent) -> None:
         received = timezone.now()
-        lane = self._lane_of(event.fill.symbol)
+        lane = self._lane_of(event.symbol)
         try:
             applied = await self._db(
-                stream_fill_apply, lane=lane, event=event, gateway=self._gateways[lane]
+                stream_event_apply, lane=lane, event=event, gateway=self._gateways[lane]
             )
         except Exception:
             # One event that cannot be applied must not stop the others; the guard and the
@@ -194,9 +220,12 @@ class StreamRunner:
             logger.exception("[Stream] could not apply %s", event)
             return
         self.counters.events += 1
-        self.counters.fills_recorded += applied.recorded
         self.counters.last_event_at = received
         self.counters.lag_ms = int((received - event.event_time).total_seconds() * 1000)
+        if not isinstance(event, StreamFill):
+            self.counters.algo_updates += 1
+            return
+        self.counters.fills_recorded += applied.recorded
         if applied.closed is not None:
             self.counters.closes_recorded += 1
             logger.info(
@@ -206,7 +235,8 @@ class StreamRunner:
             )
 
     async def _reconcile(self) -> None:
-        report = await self._db(stream_gap_reconcile, gateway=self._gateways[0])
+        lane = self._reconcile_lane
+        report = await self._db(stream_gap_reconcile, lane=lane, gateway=self._gateways[lane])
         self.counters.reconciles += 1
         self.counters.last_reconcile_at = timezone.now()
         self.counters.reconcile_closes += len(report.closed)
@@ -228,6 +258,6 @@ class StreamRunner:
             )
 
         try:
-            await self._db(write)
+            await self._db(write, lane=self._report_lane)
         except Exception:  # the state is informative: a failed write must not stop the stream
             logger.exception("[Stream] could not store its state")
