@@ -84,7 +84,7 @@ def symbols_enable(names: list[str], *, max_open_positions: int) -> None:
     risk profile hold ``max_open_positions`` small positions."""
     from risk.models import RiskProfile
     from trading.models import Symbol
-    from trading.services import symbol_sync_filters
+    from trading.symbol_sync import symbol_sync_filters
 
     template = Symbol.objects.get(name=TEMPLATE)
     for name in names:

@@ -65,6 +65,7 @@ from exchange.retry import RetryPolicy
 from exchange.rounding import ExitTooClose, exit_prices, round_price_down, round_price_up
 from risk.models import RiskProfile
 from risk.sizing import position_excess
+from trading import fills
 from trading import services as order_path
 from trading.comparison import (
     EXIT_KIND_NAMES,
@@ -323,7 +324,7 @@ def _guard_run(*, gateway: ExchangeGateway, rules: MonitoringSettings, report: G
     _unknown_positions(ctx, recorded)
     _orphan_orders_cancel(ctx, recorded)
     _post_trade_checks(ctx)
-    order_path.fills.positions_books_complete(gateway=gateway, actor="guard")
+    fills.positions_books_complete(gateway=gateway, actor="guard")
     exchange_view_store(
         positions=snapshot.positions.values(), orders=snapshot.orders, taken_at=snapshot.taken_at
     )

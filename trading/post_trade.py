@@ -10,7 +10,8 @@ from decimal import Decimal
 from risk.selectors import risk_profile_for_symbol
 from risk.sizing import position_excess
 from trading.models import Position
-from trading.services import CloseOutcome, position_close
+from trading.services.exit import position_close
+from trading.services.outcomes import CloseOutcome
 
 logger = logging.getLogger(__name__)
 

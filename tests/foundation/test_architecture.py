@@ -27,7 +27,6 @@ DOCUMENTED_FUNCTION_IMPORTS = {
     ("signals/apps.py", "ready"): "AppConfig.ready: connects the schedule signals",
     ("signals/apps.py", "_schedules_changed"): "signals/apps.py loads before the models",
     ("monitoring/services.py", "_delivery_enqueue"): "tasks import services (the Celery task)",
-    ("trading/services.py", "_open_locked"): "the post-trade check closes through the order path",
     ("paper/server.py", "_control"): "paper's control API is loaded only when served",
 }
 

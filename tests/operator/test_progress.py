@@ -7,8 +7,8 @@ from pathlib import Path
 
 from django.core.management import call_command
 
+from exchange.candles import candles_download
 from trading.gateway import exchange_gateway
-from trading.services import candles_download
 
 
 class _Recording(StringIO):

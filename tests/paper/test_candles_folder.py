@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from exchange.candles import KLINE_HEADER
 from paper.candles import MINUTE_MS, generate, load_dir
-from trading.services import KLINE_HEADER
 
 ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2026, 1, 5, tzinfo=UTC)

@@ -13,13 +13,14 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
+from exchange.candles import KLINE_HEADER, candles_download
 from monitoring.models import Alert
 from paper import symbols as paper_symbols
 from risk.models import RiskProfile, RuleChange
 from risk.services import rule_save
 from trading.gateway import exchange_gateway
 from trading.models import Symbol
-from trading.services import KLINE_HEADER, candles_download, symbol_sync_filters
+from trading.symbol_sync import symbol_sync_filters
 
 pytestmark = pytest.mark.django_db
 

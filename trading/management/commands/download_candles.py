@@ -11,7 +11,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.errors import ArenaError
-from trading.services import INTERVAL_MS, candles_download
+from exchange.candles import INTERVAL_MS, candles_download
+from trading.gateway import exchange_gateway
 
 
 class Command(BaseCommand):
@@ -34,6 +35,7 @@ class Command(BaseCommand):
                 days=days,
                 interval=str(options["interval"]),
                 out_dir=Path(str(options["out"])),
+                gateway=exchange_gateway(),
                 progress=self._progress,
             )
         except ArenaError as e:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from core.errors import ArenaError
-from trading.services import symbol_sync_filters
+from trading.symbol_sync import symbol_sync_filters
 
 
 class Command(BaseCommand):
