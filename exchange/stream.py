@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -129,6 +130,10 @@ def stream_events_order(*, algos: list[StreamAlgo], fills: list[StreamFill]) -> 
     return [*first, *fills, *(a for a in algos if a not in first)]
 
 
+# Trade ids remembered as handed over; ccxt's own cache keeps fewer (1,000 by default).
+HANDED_KEPT = 10_000
+
+
 class UserDataStream:
     """One connection of the user data stream through ``ccxt.pro.binanceusdm``."""
 
@@ -143,6 +148,8 @@ class UserDataStream:
         self._trades: asyncio.Future[list[dict[str, Any]]] | None = None
         self._orders: asyncio.Future[list[dict[str, Any]]] | None = None
         self._keeper: asyncio.Future[None] | None = None
+        # Trade ids handed over, so a fill ccxt kept in its cache is handed over once.
+        self._handed: OrderedDict[int, None] = OrderedDict()
 
     async def open(self, *, timeout: float = 10.0) -> None:
         """Create (or extend) the listen key and connect; return once connected."""
@@ -170,6 +177,9 @@ class UserDataStream:
         """Wait for the events that arrived since the last call (one or more), in the order
         of ``stream_events_order``."""
         assert self._trades and self._orders and self._keeper, "open() first"
+        held = self._held_fills()
+        if held:
+            return stream_events_order(algos=[], fills=held)
         # Not cancelled when the caller stops waiting: they are ccxt's subscriptions and ours.
         await asyncio.wait(
             {self._trades, self._orders, self._keeper}, return_when=asyncio.FIRST_COMPLETED
@@ -186,10 +196,28 @@ class UserDataStream:
             if self._trades.done():
                 trades = self._trades.result()
                 self._trades = asyncio.ensure_future(self.client.watch_my_trades())
-                fills = [stream_fill_parse(trade["info"]) for trade in trades]
+                fills = self._hand_over(trades)
         except (ccxt.BaseError, OSError) as e:
             raise StreamLost(f"user data stream lost: {type(e).__name__}: {e}") from e
-        return stream_events_order(algos=algos, fills=fills)
+        return stream_events_order(algos=algos, fills=fills + self._held_fills())
+
+    def _held_fills(self) -> list[StreamFill]:
+        """Fills ccxt received while no watch was waiting: it keeps them in its cache and would
+        hand them over only with the next fill (two fills arriving together, the second held
+        back for as long as the account stays quiet)."""
+        return self._hand_over(list(self.client.myTrades or ()))
+
+    def _hand_over(self, trades: list[dict[str, Any]]) -> list[StreamFill]:
+        fills = []
+        for trade in trades:
+            fill = stream_fill_parse(trade["info"])
+            if fill.fill.trade_id in self._handed:
+                continue
+            self._handed[fill.fill.trade_id] = None
+            fills.append(fill)
+        while len(self._handed) > HANDED_KEPT:
+            self._handed.popitem(last=False)
+        return fills
 
     async def _keep_alive(self) -> None:
         """PUT the listen key every ``keep_alive_seconds`` (ccxt's own renewal is not relied
