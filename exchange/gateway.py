@@ -494,22 +494,7 @@ class ExchangeGateway:
         if since is not None:
             params["startTime"] = int(since.timestamp() * 1000)
         rows = self._call("fetch_fills", "fapiPrivateGetUserTrades", params, symbol=symbol)
-        return [
-            Fill(
-                symbol=row["symbol"],
-                order_id=str(row["orderId"]),
-                side=row["side"],
-                price=_dec(row["price"]),
-                quantity=_dec(row["qty"]),
-                realized_pnl=_dec(row["realizedPnl"]),
-                commission=_dec(row["commission"]),
-                time=_time(row["time"]),
-                trade_id=int(row["id"]),
-                commission_asset=row.get("commissionAsset") or "USDT",
-                maker=_bool(row.get("maker")),
-            )
-            for row in rows
-        ]
+        return [_fill(row) for row in rows]
 
     def fetch_order_fills(self, *, symbol: str, order_id: str) -> list[Fill]:
         """Every trade of one exchange order (1 request, GET userTrades?orderId=)."""

@@ -186,10 +186,7 @@ def exits_settle(*, position: Position, gateway: ExchangeGateway) -> None:
         except ArenaError as e:
             logger.warning("could not settle %s after the close: %s", order.client_order_id, e)
             continue
-        if found is None:
-            _exit_status_set(order, Order.Status.EXPIRED, note="unknown to the exchange")
-        else:
-            exit_apply(order=order, found=found)
+        _exit_found_record(order, found)
 
 
 def exits_cancel(*, position: Position, gateway: ExchangeGateway) -> None:
@@ -213,10 +210,15 @@ def exits_cancel(*, position: Position, gateway: ExchangeGateway) -> None:
         except ArenaError as e:
             logger.warning("could not cancel %s after the close: %s", order.client_order_id, e)
             continue
-        if found is None:
-            _exit_status_set(order, Order.Status.EXPIRED, note="unknown to the exchange")
-        else:
-            exit_apply(order=order, found=found)
+        _exit_found_record(order, found)
+
+
+def _exit_found_record(order: Order, found: ExchangeOrder | None) -> None:
+    """Store what a lookup found of an exit: gone from the exchange, or its status there."""
+    if found is None:
+        _exit_status_set(order, Order.Status.EXPIRED, note="unknown to the exchange")
+    else:
+        exit_apply(order=order, found=found)
 
 
 def exit_apply(*, order: Order, found: ExchangeOrder) -> None:
