@@ -210,11 +210,11 @@ class UserDataStream:
     def _hand_over(self, trades: list[dict[str, Any]]) -> list[StreamFill]:
         fills = []
         for trade in trades:
-            fill = stream_fill_parse(trade["info"])
-            if fill.fill.trade_id in self._handed:
+            trade_id = int(trade["info"]["t"])  # the id stream_fill_parse reads
+            if trade_id in self._handed:
                 continue
-            self._handed[fill.fill.trade_id] = None
-            fills.append(fill)
+            self._handed[trade_id] = None
+            fills.append(stream_fill_parse(trade["info"]))
         while len(self._handed) > HANDED_KEPT:
             self._handed.popitem(last=False)
         return fills
