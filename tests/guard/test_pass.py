@@ -8,15 +8,13 @@ import time
 from decimal import Decimal
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from core.models import Heartbeat, Lease
 from core.services import lease_claim
 from monitoring.models import Alert
 from monitoring.tasks import alert_deliver_task
 from risk.models import RiskProfile
-from tests.support.exchange import cancel_exit, open_algo_orders, pass_weight
+from tests.support.exchange import cancel_exit, open_algo_orders, pass_cost
 from tests.support.factories import open_long, open_on_every_symbol
 from trading.guard import guard_book_load
 from trading.models import Position, Symbol
@@ -76,18 +74,14 @@ def test_guard_pass_when_one_or_six_positions_then_one_read_per_watched_symbol_a
     # Arrange
     one = open_on_every_symbol(gateway=unthrottled_gateway, count=1)
     guard()  # the first pass sweeps every symbol and reads the balance: not the steady state
-    before = _requests(paper)
-    with CaptureQueriesContext(connection) as queries_one:
-        weight_one, _ = pass_weight(paper, guard)
-    requests_one = _requests(paper) - before
+    one_cost = pass_cost(paper, guard)
+    weight_one, requests_one = one_cost.weight, one_cost.requests
     # Add five more positions (the paper exchange lists six symbols).
     for symbol in Symbol.objects.exclude(pk=one[0].symbol_id).order_by("id"):
         open_long(symbol=symbol, gateway=unthrottled_gateway)
     guard()
-    before = _requests(paper)
-    with CaptureQueriesContext(connection) as queries_six:
-        weight_six, report = pass_weight(paper, guard)
-    requests_six = _requests(paper) - before
+    six_cost = pass_cost(paper, guard)
+    weight_six, requests_six, report = six_cost.weight, six_cost.requests, six_cost.report
 
     # Assert: the positions (weight 5) and each watched symbol's conditional orders (weight 1);
     # no all-symbol order read (40), no regular order read, no balance read
@@ -95,7 +89,7 @@ def test_guard_pass_when_one_or_six_positions_then_one_read_per_watched_symbol_a
     assert (requests_one, requests_six) == (1 + 1, 1 + 6)
     assert report.requests == 7
     assert (weight_one, weight_six) == (5 + 1, 5 + 6)
-    assert len(queries_six) == len(queries_one)
+    assert six_cost.queries == one_cost.queries
 
 
 @pytest.mark.parametrize("count", [1, 30])

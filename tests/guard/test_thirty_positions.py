@@ -8,12 +8,10 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from paper.testing import PaperControl, PaperExchangeServer
 from risk.models import RiskProfile
-from tests.support.exchange import fast_gateway, pass_weight
+from tests.support.exchange import fast_gateway, pass_cost
 from tests.support.factories import open_long
 from trading.guard import guard_pass
 from trading.models import Symbol
@@ -46,11 +44,9 @@ def thirty_symbols(defaults: None, settings: object) -> Iterator[PaperControl]:
 
 def _pass_cost(control: PaperControl) -> tuple[int, int, int]:
     guard_pass(gateway=fast_gateway())  # settles anything the openings left to do
-    before = sum(control.stats()["requests"].values())
-    with CaptureQueriesContext(connection) as queries:
-        weight, report = pass_weight(control, lambda: guard_pass(gateway=fast_gateway()))
-    assert report.error == "" and report.reattached == []
-    return sum(control.stats()["requests"].values()) - before, weight, len(queries)
+    cost = pass_cost(control, lambda: guard_pass(gateway=fast_gateway()))
+    assert cost.report.error == "" and cost.report.reattached == []
+    return cost.requests, cost.weight, cost.queries
 
 
 def test_guard_pass_when_1_or_30_positions_then_one_read_per_symbol_and_same_queries(

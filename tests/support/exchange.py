@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from exchange.gateway import ExchangeGateway
 from exchange.retry import RetryPolicy
@@ -142,14 +145,33 @@ def no_filter_rejections(request: pytest.FixtureRequest) -> Iterator[None]:
     assert not found, f"the paper exchange rejected for precision or size: {rejections}"
 
 
-def pass_weight(paper: object, run: Callable[[], GuardReport]) -> tuple[int, GuardReport]:
-    """One guard pass and its weight as the exchange counted it (X-MBX-USED-WEIGHT-1M's
-    minute): a pass that straddles the exchange's minute is run again."""
+@dataclass(frozen=True)
+class PassCost:
+    """One guard pass as the exchange and the database saw it."""
+
+    weight: int  # X-MBX-USED-WEIGHT-1M's growth over the pass
+    requests: int  # requests the paper exchange received
+    queries: int  # queries the pass sent to the database
+    report: GuardReport
+
+
+def pass_cost(paper: Any, run: Callable[[], GuardReport]) -> PassCost:
+    """One guard pass and its cost, all counted over the same attempt: a pass that straddles the
+    exchange's minute (its weight would be split) is run again and only the last one counts."""
     for _ in range(3):
         minute = int(time.time() // 60)
-        before = int(paper.stats()["weight_1m"])
-        report = run()
-        after = int(paper.stats()["weight_1m"])
+        weight_before = int(paper.stats()["weight_1m"])
+        requests_before = sum(paper.stats()["requests"].values())
+        with CaptureQueriesContext(connection) as queries:
+            report = run()
+        requests = sum(paper.stats()["requests"].values()) - requests_before
+        weight = int(paper.stats()["weight_1m"]) - weight_before
         if int(time.time() // 60) == minute:
-            return after - before, report
+            return PassCost(weight, requests, len(queries), report)
     raise AssertionError("three passes in a row straddled a minute")
+
+
+def pass_weight(paper: Any, run: Callable[[], GuardReport]) -> tuple[int, GuardReport]:
+    """One guard pass and its weight as the exchange counted it (see ``pass_cost``)."""
+    cost = pass_cost(paper, run)
+    return cost.weight, cost.report

@@ -414,7 +414,17 @@ BINANCE_ONLY = {"PARTIALLY_FILLED", "TRIGGERING", "FINISHED", "EXPIRED_IN_MATCH"
 # --------------------------------------------------------------------------- the scan
 # Modules outside the rule: the tests (they build their worlds), the paper exchange (the venue:
 # its orders are Binance's, not our rows) and migrations.
-EXCLUDED_DIRS = {".venv", "tests", "paper", "migrations", "node_modules", ".git"}
+# var/ holds what the tests and make run generate (a production venv among them).
+EXCLUDED_DIRS = {
+    ".venv",
+    "var",
+    "staticfiles",
+    "tests",
+    "paper",
+    "migrations",
+    "node_modules",
+    ".git",
+}
 OWNER = "trading/transitions.py"
 WRITERS = {"update", "create", "get_or_create", "update_or_create", "bulk_create", "bulk_update"}
 # Creating a row in its model's initial status is allowed anywhere.
