@@ -170,19 +170,8 @@ def exits_settle(*, position: Position, gateway: ExchangeGateway) -> None:
                 conditional=order.is_conditional,
             )
             if found is not None and found.our_status == Order.Status.OPEN:
-                if gateway.cancel_order(
-                    symbol=position.symbol.name,
-                    client_order_id=order.client_order_id,
-                    conditional=order.is_conditional,
-                ):
-                    _exit_status_set(order, Order.Status.CANCELED)
-                    continue
-                # Finished between the lookup and the cancel: ask once more what it became.
-                found = gateway.fetch_order(
-                    symbol=position.symbol.name,
-                    client_order_id=order.client_order_id,
-                    conditional=order.is_conditional,
-                )
+                _exit_cancel(order=order, position=position, gateway=gateway)
+                continue
         except ArenaError as e:
             logger.warning("could not settle %s after the close: %s", order.client_order_id, e)
             continue
@@ -195,22 +184,27 @@ def exits_cancel(*, position: Position, gateway: ExchangeGateway) -> None:
     what became of it. A failure is logged: the guard cancels orders left without a position."""
     for order in position_exit_orders(position=position):
         try:
-            if gateway.cancel_order(
-                symbol=position.symbol.name,
-                client_order_id=order.client_order_id,
-                conditional=order.is_conditional,
-            ):
-                _exit_status_set(order, Order.Status.CANCELED)
-                continue
-            found = gateway.fetch_order(
-                symbol=position.symbol.name,
-                client_order_id=order.client_order_id,
-                conditional=order.is_conditional,
-            )
+            _exit_cancel(order=order, position=position, gateway=gateway)
         except ArenaError as e:
             logger.warning("could not cancel %s after the close: %s", order.client_order_id, e)
-            continue
-        _exit_found_record(order, found)
+
+
+def _exit_cancel(*, order: Order, position: Position, gateway: ExchangeGateway) -> None:
+    """Cancel an exit; when the exchange no longer has it open (finished meanwhile), ask what
+    it became and store that."""
+    if gateway.cancel_order(
+        symbol=position.symbol.name,
+        client_order_id=order.client_order_id,
+        conditional=order.is_conditional,
+    ):
+        _exit_status_set(order, Order.Status.CANCELED)
+        return
+    found = gateway.fetch_order(
+        symbol=position.symbol.name,
+        client_order_id=order.client_order_id,
+        conditional=order.is_conditional,
+    )
+    _exit_found_record(order, found)
 
 
 def _exit_found_record(order: Order, found: ExchangeOrder | None) -> None:
