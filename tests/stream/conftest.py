@@ -9,9 +9,12 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterator
 
+import ccxt
 import pytest
 
+from exchange.client import create_ccxt_client
 from exchange.stream import user_data_stream_factory
+from paper.testing import PaperControl, PaperExchangeServer
 from tests.support.exchange import fast_gateway
 from tests.support.stream import RunningStream
 from trading.stream_runner import StreamRunner, StreamSettings
@@ -68,3 +71,18 @@ def start_stream(stream_paper: object) -> Iterator[Callable[..., RunningStream]]
     for running in started:
         if running.thread.is_alive():
             running.stop()
+
+
+@pytest.fixture
+def stream_exchange(
+    paper_server: PaperExchangeServer,
+) -> Iterator[tuple[PaperControl, ccxt.binanceusdm]]:
+    """A reset paper exchange with no stream connection, and a REST client on it."""
+    control = PaperControl(paper_server.url)
+    control.reset()
+    control.stream(action="drop")
+    client = create_ccxt_client(
+        api_key=paper_server.api_key, api_secret=paper_server.api_secret, base_url=paper_server.url
+    )
+    client.enableRateLimit = False
+    yield control, client

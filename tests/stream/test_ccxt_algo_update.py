@@ -5,39 +5,16 @@ triggered, then finished, naming the market order it became, whose fill follows.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import copy
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-import ccxt
-import pytest
-
-from exchange.client import create_ccxt_client, create_ccxt_stream_client
-from paper.testing import PaperControl, PaperExchangeServer
+from exchange.client import create_ccxt_stream_client
+from tests.support.stream import run_in_own_loop
 
 BTC = "BTC/USDT:USDT"
-
-
-def _run_in_own_loop(coroutine):
-    """Run ``coroutine`` on a fresh event loop in a thread of its own: the session's browser
-    tests keep an event loop running in the main thread, where asyncio.run refuses."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
-
-
-@pytest.fixture
-def exchange(paper_server: PaperExchangeServer) -> Iterator[tuple[PaperControl, ccxt.binanceusdm]]:
-    control = PaperControl(paper_server.url)
-    control.reset()
-    control.stream(action="drop")
-    client = create_ccxt_client(
-        api_key=paper_server.api_key, api_secret=paper_server.api_secret, base_url=paper_server.url
-    )
-    client.enableRateLimit = False
-    yield control, client
 
 
 async def _until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
@@ -62,10 +39,10 @@ def _finished_and_filled(messages: list[dict[str, Any]]) -> bool:
 
 
 def test_ccxt_stream_client_when_stop_triggers_then_algo_update_triggered_and_finished_received(
-    exchange, paper_server
+    stream_exchange, paper_server
 ):
     # Arrange: a long protected by a closePosition stop at 99000.
-    control, client = exchange
+    control, client = stream_exchange
     control.set_price("BTCUSDT", "100000")
     client.create_order(BTC, "market", "buy", 0.01)
     placed = client.fapiPrivatePostAlgoOrder(
@@ -120,7 +97,7 @@ def test_ccxt_stream_client_when_stop_triggers_then_algo_update_triggered_and_fi
             await pro.close()
         return dispatched, first, parsed
 
-    dispatched, first, parsed = _run_in_own_loop(run())
+    dispatched, first, parsed = run_in_own_loop(run())
 
     # Assert: ccxt received both ALGO_UPDATEs, triggered then finished, and parsed them as the
     # conditional order; watch_orders resolved with it.

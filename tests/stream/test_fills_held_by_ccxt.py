@@ -4,22 +4,15 @@ it over only with the next one. The stream hands over every fill it has received
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import threading
 import time
 
 from exchange.client import create_ccxt_client, create_ccxt_stream_client
 from exchange.stream import StreamFill, UserDataStream
 from paper.testing import PaperControl, PaperExchangeServer
+from tests.support.stream import run_in_own_loop
 
 ORDERS = (("BTC/USDT:USDT", 0.01), ("BNB/USDT:USDT", 1))
-
-
-def _run_in_own_loop(coroutine):
-    """Run ``coroutine`` on a fresh event loop in a thread of its own (the session's browser
-    tests keep an event loop running in the main thread)."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 async def _fills_after_two_orders_at_once(server: PaperExchangeServer) -> list[tuple[str, str]]:
@@ -78,7 +71,7 @@ def test_next_events_when_two_fills_arrive_together_then_both_handed_over_once(
         control.set_price("BNBUSDT", "1000")
 
         # Act
-        tries.append(_run_in_own_loop(_fills_after_two_orders_at_once(paper_server)))
+        tries.append(run_in_own_loop(_fills_after_two_orders_at_once(paper_server)))
 
     # Assert: every try handed over both fills, each once, as the exchange recorded them
     for got in tries:

@@ -4,10 +4,8 @@ Binance's shapes on both paths, and the faults (drop, delay, loss, expiry, lifet
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -16,28 +14,10 @@ import ccxt
 import pytest
 
 from exchange.client import create_ccxt_client, create_ccxt_stream_client
-from paper.testing import PaperControl, PaperExchangeServer
+from paper.testing import PaperExchangeServer
+from tests.support.stream import run_in_own_loop
 
 BTC = "BTC/USDT:USDT"
-
-
-def _run_in_own_loop(coroutine):
-    """Run ``coroutine`` to its end on a fresh event loop in a thread of its own: the session's
-    browser tests keep an event loop running in the main thread, where asyncio.run refuses."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
-
-
-@pytest.fixture
-def exchange(paper_server: PaperExchangeServer) -> Iterator[tuple[PaperControl, ccxt.binanceusdm]]:
-    control = PaperControl(paper_server.url)
-    control.reset()
-    control.stream(action="drop")
-    client = create_ccxt_client(
-        api_key=paper_server.api_key, api_secret=paper_server.api_secret, base_url=paper_server.url
-    )
-    client.enableRateLimit = False
-    yield control, client
 
 
 def _listen_key(client: ccxt.binanceusdm) -> str:
@@ -85,9 +65,9 @@ def _ws_url(server: PaperExchangeServer, key: str) -> str:
     return f"{server.stream_url}/{key}"
 
 
-def test_listen_key_when_created_twice_then_same_key_and_put_after_delete_refused(exchange):
+def test_listen_key_when_created_twice_then_same_key_and_put_after_delete_refused(stream_exchange):
     # Arrange
-    _, client = exchange
+    _, client = stream_exchange
 
     # Act
     first = _listen_key(client)
@@ -109,7 +89,7 @@ def test_listen_key_when_api_key_wrong_then_refused(paper_server):
         client.fapiPrivatePostListenKey()
 
 
-def test_stream_when_key_unknown_then_connection_refused(exchange, paper_server):
+def test_stream_when_key_unknown_then_connection_refused(stream_exchange, paper_server):
     async def connect() -> int:
         async with aiohttp.ClientSession() as session:
             try:
@@ -118,14 +98,14 @@ def test_stream_when_key_unknown_then_connection_refused(exchange, paper_server)
             except aiohttp.WSServerHandshakeError as e:
                 return e.status
 
-    assert _run_in_own_loop(connect()) == 400
+    assert run_in_own_loop(connect()) == 400
 
 
 def test_stream_when_stop_fires_then_algo_order_trade_and_account_events_in_binance_shapes(
-    exchange, paper_server
+    stream_exchange, paper_server
 ):
     # Arrange: a long with a closePosition stop.
-    control, client = exchange
+    control, client = stream_exchange
     key = _listen_key(client)
     control.set_price("BTCUSDT", "100000")
     client.create_order(BTC, "market", "buy", 0.01)
@@ -143,7 +123,7 @@ def test_stream_when_stop_fires_then_algo_order_trade_and_account_events_in_bina
     )
 
     # Act
-    stream = _run_in_own_loop(
+    stream = run_in_own_loop(
         _collect(
             _ws_url(paper_server, key),
             lambda: control.set_price("BTCUSDT", "98900"),
@@ -174,9 +154,9 @@ def test_stream_when_stop_fires_then_algo_order_trade_and_account_events_in_bina
 
 
 def test_stream_when_algo_order_placed_and_cancelled_then_new_and_canceled_algo_updates(
-    exchange, paper_server
+    stream_exchange, paper_server
 ):
-    control, client = exchange
+    control, client = stream_exchange
     key = _listen_key(client)
     control.set_price("BTCUSDT", "100000")
     params = {
@@ -194,7 +174,7 @@ def test_stream_when_algo_order_placed_and_cancelled_then_new_and_canceled_algo_
         client.fapiPrivatePostAlgoOrder(params)
         client.fapiPrivateDeleteAlgoOrder({"symbol": "BTCUSDT", "clientAlgoId": "tp-1"})
 
-    stream = _run_in_own_loop(
+    stream = run_in_own_loop(
         _collect(_ws_url(paper_server, key), act, lambda s: len(s.of("ALGO_UPDATE")) == 2)
     )
 
@@ -206,9 +186,9 @@ def test_stream_when_algo_order_placed_and_cancelled_then_new_and_canceled_algo_
 
 
 def test_stream_when_deposit_and_funding_then_account_updates_with_their_reasons(
-    exchange, paper_server
+    stream_exchange, paper_server
 ):
-    control, client = exchange
+    control, client = stream_exchange
     key = _listen_key(client)
     client.create_order(BTC, "market", "buy", 0.01)
 
@@ -217,7 +197,7 @@ def test_stream_when_deposit_and_funding_then_account_updates_with_their_reasons
         control.set_funding_rate("BTCUSDT", "0.001")
         control.advance(8 * 3600)
 
-    stream = _run_in_own_loop(
+    stream = run_in_own_loop(
         _collect(
             _ws_url(paper_server, key),
             act,
@@ -229,15 +209,15 @@ def test_stream_when_deposit_and_funding_then_account_updates_with_their_reasons
     assert reasons[0] == "DEPOSIT" and "FUNDING_FEE" in reasons
 
 
-def test_stream_when_cross_margin_nearly_spent_then_margin_call(exchange, paper_server):
-    control, client = exchange
+def test_stream_when_cross_margin_nearly_spent_then_margin_call(stream_exchange, paper_server):
+    control, client = stream_exchange
     key = _listen_key(client)
     control.set_balance("USDT", "60")
     control.set_price("BTCUSDT", "100000")
     client.fapiPrivatePostLeverage({"symbol": "BTCUSDT", "leverage": 100})
     client.create_order(BTC, "market", "buy", 0.05)
 
-    stream = _run_in_own_loop(
+    stream = run_in_own_loop(
         _collect(
             _ws_url(paper_server, key),
             lambda: control.set_price("BTCUSDT", "99300"),
@@ -251,9 +231,9 @@ def test_stream_when_cross_margin_nearly_spent_then_margin_call(exchange, paper_
 
 
 def test_stream_when_events_delayed_then_they_arrive_after_the_delay_in_order(
-    exchange, paper_server
+    stream_exchange, paper_server
 ):
-    control, client = exchange
+    control, client = stream_exchange
     key = _listen_key(client)
     control.stream(delay_seconds=0.4)
     sent = []
@@ -262,7 +242,7 @@ def test_stream_when_events_delayed_then_they_arrive_after_the_delay_in_order(
         sent.append(time.monotonic())
         client.create_order(BTC, "market", "buy", 0.01)
 
-    stream = _run_in_own_loop(
+    stream = run_in_own_loop(
         _collect(_ws_url(paper_server, key), act, lambda s: len(s.of("ORDER_TRADE_UPDATE")) == 2)
     )
 
@@ -271,8 +251,10 @@ def test_stream_when_events_delayed_then_they_arrive_after_the_delay_in_order(
     assert [e["o"]["x"] for e in stream.of("ORDER_TRADE_UPDATE")] == ["NEW", "TRADE"]
 
 
-def test_stream_when_events_lost_then_those_never_arrive_and_later_ones_do(exchange, paper_server):
-    control, client = exchange
+def test_stream_when_events_lost_then_those_never_arrive_and_later_ones_do(
+    stream_exchange, paper_server
+):
+    control, client = stream_exchange
     key = _listen_key(client)
     control.stream(lose=3)  # the order's NEW, the account update and the trade of the first
 
@@ -280,7 +262,7 @@ def test_stream_when_events_lost_then_those_never_arrive_and_later_ones_do(excha
         client.create_order(BTC, "market", "buy", 0.01)
         client.create_order(BTC, "market", "sell", 0.01)
 
-    stream = _run_in_own_loop(
+    stream = run_in_own_loop(
         _collect(_ws_url(paper_server, key), act, lambda s: len(s.of("ORDER_TRADE_UPDATE")) == 2)
     )
 
@@ -290,12 +272,12 @@ def test_stream_when_events_lost_then_those_never_arrive_and_later_ones_do(excha
 
 
 def test_stream_when_key_expires_then_listen_key_expired_event_and_connection_closed(
-    exchange, paper_server
+    stream_exchange, paper_server
 ):
-    control, client = exchange
+    control, client = stream_exchange
     key = _listen_key(client)
 
-    stream = _run_in_own_loop(
+    stream = run_in_own_loop(
         _collect(
             _ws_url(paper_server, key), lambda: control.stream(action="expire"), lambda s: s.closed
         )
@@ -307,18 +289,18 @@ def test_stream_when_key_expires_then_listen_key_expired_event_and_connection_cl
     assert _listen_key(client) != key
 
 
-def test_stream_when_connection_dropped_or_past_lifetime_then_closed(exchange, paper_server):
-    control, client = exchange
+def test_stream_when_connection_dropped_or_past_lifetime_then_closed(stream_exchange, paper_server):
+    control, client = stream_exchange
     key = _listen_key(client)
 
-    dropped = _run_in_own_loop(
+    dropped = run_in_own_loop(
         _collect(
             _ws_url(paper_server, key), lambda: control.stream(action="drop"), lambda s: s.closed
         )
     )
     control.stream(max_connection_seconds=0.3)
     started = time.monotonic()
-    aged = _run_in_own_loop(_collect(_ws_url(paper_server, key), lambda: None, lambda s: s.closed))
+    aged = run_in_own_loop(_collect(_ws_url(paper_server, key), lambda: None, lambda s: s.closed))
 
     assert dropped.closed and aged.closed
     assert time.monotonic() - started >= 0.3
@@ -326,10 +308,10 @@ def test_stream_when_connection_dropped_or_past_lifetime_then_closed(exchange, p
 
 
 def test_ccxt_stream_client_when_order_fills_then_parsed_trade_and_order_on_private_ws(
-    exchange, paper_server
+    stream_exchange, paper_server
 ):
     # ccxt's own client, on the path it uses (/private/ws?listenKey=).
-    control, client = exchange
+    control, client = stream_exchange
 
     async def run() -> tuple[list, list]:
         pro = create_ccxt_stream_client(
@@ -347,7 +329,7 @@ def test_ccxt_stream_client_when_order_fills_then_parsed_trade_and_order_on_priv
         finally:
             await pro.close()
 
-    trades, orders = _run_in_own_loop(run())
+    trades, orders = run_in_own_loop(run())
 
     assert trades[0]["symbol"] == BTC and trades[0]["amount"] == 0.01
     assert trades[0]["fee"]["currency"] == "USDT" and trades[0]["fee"]["cost"] == 0.5

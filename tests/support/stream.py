@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from exchange.gateway import ExchangeGateway
 from trading.locks import db_write_lock
 from trading.models import Fill, Position
 from trading.stream_runner import StreamRunner
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -74,3 +78,10 @@ def closed(position: Position) -> bool:
     with db_write_lock:  # SQLite: the stream's thread may be writing
         position.refresh_from_db()
     return position.status == Position.Status.CLOSED
+
+
+def run_in_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to its end on a fresh event loop in a thread of its own: the session's
+    browser tests keep an event loop running in the main thread, where asyncio.run refuses."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
